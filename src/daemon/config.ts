@@ -1,0 +1,27 @@
+// berthd's configuration: every path configurable, so tests run side by side with temp roots.
+export interface DaemonConfig {
+  /** Persistent state: content, snapshots, images, containers, volumes. */
+  dataRoot: string;
+  /** Runtime state (sockets, runc state, conmon pid files); tmpfs in production. */
+  execRoot: string;
+  /** Listen addresses: unix:///path.sock */
+  hosts: string[];
+  /** Registries reachable over plain HTTP besides 127.0.0.0/8 (Docker's --insecure-registry). */
+  insecureRegistries: string[];
+  /** Default OCI runtime name and the known runtimes (name -> binary path). */
+  defaultRuntime: string;
+  runtimes: Record<string, string>;
+  debug: boolean;
+}
+
+export function defaultConfig(): DaemonConfig {
+  return {
+    dataRoot: '/var/lib/berth',
+    execRoot: '/run/berth',
+    hosts: ['unix:///run/berth/berth.sock'],
+    insecureRegistries: [],
+    defaultRuntime: 'runc',
+    runtimes: { runc: 'runc', crun: 'crun', youki: 'youki', runsc: 'runsc', 'kata-runtime': 'kata-runtime' },
+    debug: false,
+  };
+}

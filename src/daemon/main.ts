@@ -1,0 +1,85 @@
+// berthd entry point: flags, signals, start.
+import { parseArgs } from 'node:util';
+import { Daemon } from './server.ts';
+import { defaultConfig } from './config.ts';
+import { errorMessage } from '../core/errors.ts';
+import { BERTH_VERSION } from './routes/system.ts';
+
+const USAGE = `Usage: berthd [OPTIONS]
+
+A container engine that speaks the Docker Engine API.
+
+Options:
+      --data-root string           Root of persistent state (default "/var/lib/berth")
+      --exec-root string           Root of runtime state (default "/run/berth")
+  -H, --host list                  Daemon socket(s) to listen on (default unix:///run/berth/berth.sock)
+      --insecure-registry list     Registries reachable over plain HTTP (127.0.0.0/8 always is)
+      --default-runtime string     Default OCI runtime (default "runc")
+      --add-runtime name=path      Register an OCI runtime
+  -D, --debug                      Debug logging
+  -v, --version                    Print version and exit
+`;
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        'data-root': { type: 'string' },
+        'exec-root': { type: 'string' },
+        host: { type: 'string', short: 'H', multiple: true },
+        'insecure-registry': { type: 'string', multiple: true },
+        'default-runtime': { type: 'string' },
+        'add-runtime': { type: 'string', multiple: true },
+        debug: { type: 'boolean', short: 'D' },
+        version: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`berthd: ${errorMessage(err)}\n\n${USAGE}`);
+    process.exit(125);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`berthd version ${BERTH_VERSION}\n`);
+    return;
+  }
+  const config = defaultConfig();
+  if (values['data-root']) config.dataRoot = values['data-root'];
+  if (values['exec-root']) config.execRoot = values['exec-root'];
+  if (values.host?.length) config.hosts = values.host.map((h) => (h.startsWith('/') ? `unix://${h}` : h));
+  if (values['insecure-registry']) config.insecureRegistries = values['insecure-registry'];
+  if (values['default-runtime']) config.defaultRuntime = values['default-runtime'];
+  for (const r of values['add-runtime'] ?? []) {
+    const i = r.indexOf('=');
+    if (i < 1) {
+      process.stderr.write(`berthd: --add-runtime wants name=path, got ${r}\n`);
+      process.exit(125);
+    }
+    config.runtimes[r.slice(0, i)] = r.slice(i + 1);
+  }
+  config.debug = values.debug ?? false;
+  if (process.getuid?.() !== 0) process.stderr.write('berthd: warning: not running as root; containers will not start\n');
+
+  const daemon = new Daemon(config);
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    daemon.log.info({ signal: sig }, 'shutting down; containers keep running');
+    daemon.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await daemon.start();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`berthd: ${errorMessage(err)}\n`);
+  process.exit(1);
+});
