@@ -1,0 +1,57 @@
+// Snapshotter contract (containerd's snapshots.Snapshotter, reduced). Committed snapshots are
+// unpacked image layers keyed by chain ID; active snapshots are writable container (or build
+// step) roots keyed by a caller-chosen key. The overlay implementation keeps each layer's diff in
+// its own directory and mounts lowerdir=<top>:...:<bottom>, upperdir/workdir for active ones.
+import type { Readable } from 'node:stream';
+import type { Digest } from './digest.ts';
+
+export interface Mount {
+  type: string; // "overlay", "bind"
+  source: string;
+  options: string[];
+}
+
+export interface UnpackOptions {
+  /**
+   * Called after the whole tar was applied and before the snapshot becomes visible; throw to
+   * discard it (the pull uses this to verify the compressed digest and the diffID).
+   */
+  beforeCommit?: () => Promise<void>;
+  /** Upper bound on bytes written (decompression bombs); exceeding it fails the unpack. */
+  maxBytes?: number;
+  signal?: AbortSignal;
+}
+
+export interface SnapshotInfo {
+  /** Chain ID for committed snapshots, the key for active ones. */
+  name: string;
+  kind: 'committed' | 'active';
+  parent?: Digest;
+  /** Bytes on disk of this snapshot's own diff. */
+  size: number;
+  created: string;
+}
+
+export interface Snapshotter {
+  /** Committed snapshot for a chain ID, or undefined. */
+  stat(chainId: Digest): Promise<SnapshotInfo | undefined>;
+  /**
+   * Apply one uncompressed layer tar on top of committed `parent` and commit it as `chainId`.
+   * Concurrent unpacks of the same chain ID are safe (one wins, the other waits or is a no-op).
+   */
+  unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts?: UnpackOptions): Promise<SnapshotInfo>;
+  /** Create a writable snapshot `key` over committed `parent` (undefined: empty root). */
+  prepare(key: string, parent: Digest | undefined): Promise<Mount[]>;
+  /** Mounts for an existing active snapshot. */
+  mounts(key: string): Promise<Mount[]>;
+  /** The directory holding an active snapshot's changes (overlay upperdir). */
+  upperDir(key: string): string;
+  /** Commit active `key` as chain ID `chainId` (build steps); the active snapshot is gone after. */
+  commit(key: string, chainId: Digest): Promise<SnapshotInfo>;
+  /** Remove an active snapshot (it must be unmounted) or a committed one with no children. */
+  remove(nameOrChainId: string): Promise<void>;
+  list(): Promise<SnapshotInfo[]>;
+}
+
+/** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)). */
+export { chainIds } from './chain-id.ts';
