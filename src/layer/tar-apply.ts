@@ -1,0 +1,568 @@
+// Apply one uncompressed OCI/Docker layer tar to a directory (containerd's archive.Apply, moby's
+// ApplyLayer), streaming: entry bodies go straight from the tar stream to disk.
+//
+// Two modes:
+//  - 'overlay': `root` is a fresh, empty per-layer diff directory that will become an overlayfs
+//    lower dir. Whiteouts become overlay whiteouts: `.wh.x` -> a `c 0:0` device `x` (Host.mknod)
+//    and `.wh..wh..opq` -> `trusted.overlay.opaque=y` on the directory (Host.setxattr, batched).
+//  - 'delete': `root` is an existing tree (a flattened rootfs). `.wh.x` deletes `x`, and
+//    `.wh..wh..opq` deletes the directory's lower-layer content.
+// In both modes whiteouts apply only to entries of lower layers (OCI image-spec layer.md): an
+// entry of this layer is never hidden by a whiteout of the same layer, whatever the order.
+//
+// Confinement (security.md 1.A/1.B): every entry name and hardlink target is cleaned (absolute
+// names are taken relative to the root, `..` that climbs out of the root is refused) and its
+// parent directory is resolved with secure-join, so symlinks planted by this or an earlier layer
+// are followed only inside the root. The last component is never followed: an existing entry
+// there is replaced (a symlink is removed, not written through), files are created with
+// O_EXCL|O_NOFOLLOW, and hardlinks link to the target itself. Metadata calls on files use the
+// open descriptor. This relies on nothing else modifying the tree during the apply, which holds
+// for the private temp dirs the snapshotter applies into.
+import { constants as fsc } from 'node:fs';
+import { chmod, copyFile, link, lchown, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rm, symlink, utimes } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { posix } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { Header } from 'tar-stream';
+import { BerthError, canceled, internal, invalidArgument } from '../core/errors.ts';
+import type { Host } from '../host/host.ts';
+import { cleanEntryName, secureJoin, secureResolve } from './secure-join.ts';
+import { binaryPaxExtract, XATTR_PREFIX } from './tar-pax.ts';
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const WHITEOUT_META_PREFIX = '.wh..wh.';
+export const WHITEOUT_OPAQUE = '.wh..wh..opq';
+export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
+
+/** Defaults when the caller gives no bound: generous for real images, finite for hostile ones. */
+export const DEFAULT_MAX_ENTRIES = 1_000_000;
+export const DEFAULT_MAX_BYTES = 256 * 1024 ** 3;
+/** Linux PATH_MAX; longer names cannot be created anyway. */
+const MAX_NAME_BYTES = 4096;
+/** Paths per setfattr invocation (argv stays far below ARG_MAX). */
+const XATTR_BATCH = 256;
+
+export interface ApplyOptions {
+  mode: 'overlay' | 'delete';
+  host: Host;
+  /** Upper bound on file body bytes written; exceeding it fails the apply. */
+  maxBytes?: number;
+  /** Upper bound on tar entries. */
+  maxEntries?: number;
+  /** lchown entries to the tar's uid/gid (default: when running as root). */
+  sameOwner?: boolean;
+  signal?: AbortSignal;
+  /**
+   * Overlay mode: the diff dirs of the layers below, top first. A hardlink whose target lives in
+   * a lower layer copies the target up first, and a parent directory the tar does not list is
+   * created with the attributes it has below (so the merged view keeps its mode and owner).
+   */
+  lowers?: readonly string[];
+}
+
+export interface ApplyResult {
+  /** File body bytes written. */
+  bytes: number;
+  /** Tar entries processed (whiteouts included). */
+  entries: number;
+}
+
+export async function applyLayer(root: string, tar: Readable, opts: ApplyOptions): Promise<ApplyResult> {
+  const applier = new LayerApplier(await realpath(root), opts);
+  return applier.run(tar);
+}
+
+function refuse(name: string, why: string): BerthError {
+  return invalidArgument(`invalid layer entry ${JSON.stringify(name)}: ${why}`);
+}
+
+/** Name the entry in errors raised below it (secure-join, fs calls). */
+function inEntry(name: string, err: unknown): unknown {
+  if (err instanceof BerthError) {
+    if (err.message.startsWith('invalid layer entry') || err.kind === 'Canceled') return err;
+    if (err.kind === 'InvalidArgument') return refuse(name, err.message);
+    return err;
+  }
+  if (isSysError(err)) return internal(`layer entry ${JSON.stringify(name)}: ${(err as Error).message}`, err);
+  return err;
+}
+
+function isSysError(err: unknown): boolean {
+  return typeof (err as NodeJS.ErrnoException | undefined)?.syscall === 'string';
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+interface Times {
+  atime: Date;
+  mtime: Date;
+}
+
+class LayerApplier {
+  readonly #root: string;
+  readonly #opts: ApplyOptions;
+  readonly #maxBytes: number;
+  readonly #maxEntries: number;
+  readonly #sameOwner: boolean;
+  #bytes = 0;
+  #entries = 0;
+  /** Clean directory name -> resolved root-relative path of an existing real directory. */
+  readonly #dirs = new Map<string, string>();
+  /** Resolved root-relative paths this layer created, with all their ancestors. */
+  readonly #unpacked = new Set<string>();
+  /** Directory mode and times, set after all children (absolute path -> values). */
+  readonly #dirMeta = new Map<string, { mode: number; times: Times }>();
+  /** Pending xattrs (absolute path -> name -> value), applied in batches at the end. */
+  readonly #xattrs = new Map<string, Map<string, Buffer>>();
+  readonly #opaque = new Set<string>();
+
+  constructor(root: string, opts: ApplyOptions) {
+    this.#root = root;
+    this.#opts = opts;
+    this.#maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    this.#maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.#sameOwner = opts.sameOwner ?? process.getuid?.() === 0;
+  }
+
+  async run(tar: Readable): Promise<ApplyResult> {
+    const extract = binaryPaxExtract();
+    let feedError: unknown;
+    const feeding = pipeline(tar, extract as unknown as NodeJS.WritableStream).catch((err: unknown) => {
+      feedError = err;
+    });
+    try {
+      for await (const entry of extract) {
+        if (this.#opts.signal?.aborted) throw canceled('layer apply canceled');
+        const body = entry as unknown as Readable;
+        try {
+          await this.#entry(entry.header, body);
+        } catch (err) {
+          throw inEntry(entry.header.name, err);
+        }
+        body.resume(); // whatever the handler did not read (bodies of non-files)
+      }
+    } catch (err) {
+      extract.destroy();
+      tar.destroy();
+      await feeding;
+      if (err instanceof BerthError) throw err;
+      // A body read failed because the tar itself broke off: report the tar's error.
+      const cause = feedError !== undefined && (feedError as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE' ? feedError : err;
+      throw this.#wrap(cause);
+    }
+    await feeding;
+    if (feedError !== undefined) throw this.#wrap(feedError);
+    if (this.#opts.signal?.aborted) throw canceled('layer apply canceled');
+    await this.#finish();
+    return { bytes: this.#bytes, entries: this.#entries };
+  }
+
+  #wrap(cause: unknown): Error {
+    if (cause instanceof BerthError) return cause;
+    if ((cause as Error | undefined)?.name === 'AbortError') return canceled('layer apply canceled', cause);
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    if (isSysError(cause)) return internal(`layer apply: ${msg}`, cause);
+    // tar-stream's parse errors: 'Invalid tar header', 'Unexpected end of data', 'Header exceeds max size'.
+    return invalidArgument(`invalid layer tar: ${msg}`, cause);
+  }
+
+  // --- one entry -------------------------------------------------------------------------------
+
+  async #entry(h: Header, body: Readable): Promise<void> {
+    const name = h.name;
+    if (++this.#entries > this.#maxEntries) throw refuse(name, `layer has more than ${this.#maxEntries} entries`);
+    if (name === '') throw refuse(name, 'empty name');
+    if (name.includes('\0')) throw refuse(name, 'name contains a NUL byte');
+    if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw refuse(name.slice(0, 64) + '...', 'name too long');
+    const clean = cleanEntryName(name);
+    if (clean === undefined) throw refuse(name, 'path escapes the layer root');
+    const dir = clean.includes('/') ? posix.dirname(clean) : '';
+    const base = posix.basename(clean);
+
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      if (base === WHITEOUT_OPAQUE) return this.#opaqueDir(name, dir);
+      if (base.startsWith(WHITEOUT_META_PREFIX)) return; // AUFS metadata (.wh..wh.plnk...): ignored, as moby does
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (victim === '' || victim === '.' || victim === '..') throw refuse(name, 'invalid whiteout');
+      return this.#whiteout(name, dir, victim);
+    }
+
+    if (clean === '') {
+      // "./" or "/": the layer's own root directory; only its attributes apply.
+      if (h.type !== 'directory') throw refuse(name, 'the layer root must be a directory');
+      await this.#chownPath(this.#root, h);
+      this.#dirMeta.set(this.#root, { mode: h.mode, times: timesOf(h) });
+      this.#setXattrs(name, this.#root, h);
+      return;
+    }
+
+    const parent = await this.#dirOf(name, dir);
+    const rel = parent === '' ? base : `${parent}/${base}`;
+    const abs = posix.join(this.#root, rel);
+
+    switch (h.type) {
+      case 'file':
+      case 'contiguous-file':
+        await this.#replace(abs, false);
+        await this.#file(name, abs, h, body);
+        break;
+      case 'directory': {
+        const kept = await this.#replace(abs, true);
+        if (!kept) await mkdir(abs, { mode: 0o700 });
+        await this.#chownPath(abs, h);
+        this.#dirMeta.set(abs, { mode: h.mode, times: timesOf(h) });
+        // A directory's own cached resolution stays valid: it is the same real directory.
+        break;
+      }
+      case 'symlink': {
+        const target = h.linkname ?? '';
+        if (target === '') throw refuse(name, 'symlink without a target');
+        if (target.includes('\0')) throw refuse(name, 'symlink target contains a NUL byte');
+        await this.#replace(abs, false);
+        // The target is stored verbatim (absolute targets too): it is resolved later, inside the
+        // container's root, by the kernel; berth itself only ever follows it via secure-join.
+        await symlink(target, abs);
+        if (this.#sameOwner) await lchown(abs, ...ownerOf(h));
+        const t = timesOf(h);
+        await lutimes(abs, t.atime, t.mtime);
+        break;
+      }
+      case 'link':
+        await this.#hardlink(name, abs, h);
+        break;
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        await this.#replace(abs, false);
+        const kind = h.type === 'fifo' ? 'p' : h.type === 'block-device' ? 'b' : 'c';
+        await this.#opts.host.mknod(abs, kind, h.devmajor ?? 0, h.devminor ?? 0, h.mode & 0o7777);
+        await this.#nodeMeta(abs, h);
+        break;
+      }
+      default:
+        throw refuse(name, `unsupported entry type ${String(h.type)}`);
+    }
+    this.#markUnpacked(rel);
+    this.#xattrs.delete(abs);
+    this.#setXattrs(name, abs, h);
+  }
+
+  async #file(name: string, abs: string, h: Header, body: Readable): Promise<void> {
+    if (!(h.size >= 0) || this.#bytes + h.size > this.#maxBytes) {
+      throw refuse(name, `layer exceeds the limit of ${this.#maxBytes} bytes`);
+    }
+    const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        this.#bytes += chunk.length;
+        if (this.#bytes > this.#maxBytes) throw refuse(name, `layer exceeds the limit of ${this.#maxBytes} bytes`);
+        let off = 0;
+        while (off < chunk.length) off += (await fh.write(chunk, off)).bytesWritten;
+      }
+      // chown clears setuid/setgid and file capabilities: owner first, then mode (xattrs at the end).
+      if (this.#sameOwner) await fh.chown(...ownerOf(h));
+      await fh.chmod(h.mode & 0o7777);
+      const t = timesOf(h);
+      await fh.utimes(t.atime, t.mtime);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async #hardlink(name: string, abs: string, h: Header): Promise<void> {
+    const raw = h.linkname ?? '';
+    if (raw === '' || raw.includes('\0')) throw refuse(name, 'invalid hardlink target');
+    const clean = cleanEntryName(raw);
+    if (clean === undefined || clean === '') throw refuse(name, `hardlink target ${JSON.stringify(raw)} escapes the layer root`);
+    // The target is relative to the layer root; its parents are resolved in-root, its last
+    // component is not followed (link(2) links a symlink itself).
+    const tdir = clean.includes('/') ? posix.dirname(clean) : '';
+    const tbase = posix.basename(clean);
+    let tparent = await secureResolve(this.#root, tdir);
+    let target = posix.join(this.#root, tparent, tbase);
+    let st = await lstatOrUndefined(target);
+    if (!st) {
+      st = await this.#copyUp(name, clean);
+      if (st) {
+        tparent = await this.#dirOf(name, tdir);
+        target = posix.join(this.#root, tparent, tbase);
+      }
+    }
+    if (!st) throw refuse(name, `hardlink target ${JSON.stringify(raw)} not found`);
+    if (st.isDirectory()) throw refuse(name, `hardlink target ${JSON.stringify(raw)} is a directory`);
+    if (target === abs) return;
+    await this.#replace(abs, false);
+    await link(target, abs);
+    // A hardlink shares the target's inode and so its owner, mode and times: none are applied.
+    void h;
+  }
+
+  /** Overlay mode: bring a lower layer's file into this diff so a hardlink can point at it. */
+  async #copyUp(name: string, clean: string): Promise<Stats | undefined> {
+    if (this.#opts.mode !== 'overlay') return undefined;
+    for (const lower of this.#opts.lowers ?? []) {
+      const src = await secureJoin(lower, clean, { noFollowLast: true });
+      const st = await lstatOrUndefined(src);
+      if (!st || st.isDirectory()) continue;
+      const dir = clean.includes('/') ? posix.dirname(clean) : '';
+      const parent = await this.#dirOf(name, dir);
+      const dst = posix.join(this.#root, parent, posix.basename(clean));
+      if (st.isSymbolicLink()) await symlink(await readlink(src), dst);
+      else if (st.isFile()) await copyFile(src, dst, fsc.COPYFILE_EXCL);
+      else return undefined; // a device or fifo is not copied up
+      if (this.#sameOwner) await lchown(dst, st.uid, st.gid);
+      if (!st.isSymbolicLink()) await chmod(dst, st.mode & 0o7777);
+      await lutimes(dst, st.atime, st.mtime);
+      return lstat(dst);
+    }
+    return undefined;
+  }
+
+  // --- whiteouts -------------------------------------------------------------------------------
+
+  async #whiteout(name: string, dir: string, victim: string): Promise<void> {
+    let parent: string;
+    if (this.#opts.mode === 'overlay') {
+      parent = await this.#dirOf(name, dir);
+    } else {
+      parent = await secureResolve(this.#root, dir);
+      const pst = await lstatOrUndefined(posix.join(this.#root, parent));
+      if (!pst?.isDirectory()) return; // nothing below to delete
+    }
+    const rel = parent === '' ? victim : `${parent}/${victim}`;
+    const abs = posix.join(this.#root, rel);
+    const st = await lstatOrUndefined(abs);
+    if (this.#unpacked.has(rel)) {
+      // Created by this same layer: not hidden. A directory still loses its lower content.
+      if (st?.isDirectory()) await this.#hideLower(abs, rel);
+      return;
+    }
+    if (st) {
+      await rm(abs, { recursive: true, force: true });
+      this.#invalidate();
+    }
+    if (this.#opts.mode === 'overlay') {
+      await this.#opts.host.mknod(abs, 'c', 0, 0, 0);
+    }
+  }
+
+  async #opaqueDir(name: string, dir: string): Promise<void> {
+    if (this.#opts.mode === 'overlay') {
+      const rel = await this.#dirOf(name, dir);
+      this.#opaque.add(posix.join(this.#root, rel));
+      return;
+    }
+    const rel = await secureResolve(this.#root, dir);
+    const abs = posix.join(this.#root, rel);
+    const st = await lstatOrUndefined(abs);
+    if (!st?.isDirectory()) return;
+    await this.#hideLower(abs, rel);
+  }
+
+  /** Remove what lower layers put under a directory (delete mode) or mark it opaque (overlay). */
+  async #hideLower(abs: string, rel: string): Promise<void> {
+    if (this.#opts.mode === 'overlay') {
+      this.#opaque.add(abs);
+      return;
+    }
+    for (const child of await readdir(abs)) {
+      const crel = rel === '' ? child : `${rel}/${child}`;
+      const cabs = posix.join(abs, child);
+      if (this.#unpacked.has(crel)) {
+        const st = await lstat(cabs);
+        if (st.isDirectory()) await this.#hideLower(cabs, crel);
+      } else {
+        await rm(cabs, { recursive: true, force: true });
+        this.#invalidate();
+      }
+    }
+  }
+
+  // --- paths -----------------------------------------------------------------------------------
+
+  /**
+   * Resolve directory `dir` (a clean entry-relative name) inside the root, creating missing
+   * directories, and return its root-relative real path. Cached per name: each new directory
+   * costs one lstat given its parent, so deep trees stay linear.
+   */
+  async #dirOf(name: string, dir: string): Promise<string> {
+    if (dir === '') return '';
+    const cached = this.#dirs.get(dir);
+    if (cached !== undefined) return cached;
+    const up = dir.includes('/') ? posix.dirname(dir) : '';
+    const parent = await this.#dirOf(name, up);
+    let rel = parent === '' ? posix.basename(dir) : `${parent}/${posix.basename(dir)}`;
+    const st = await lstatOrUndefined(posix.join(this.#root, rel));
+    if (st?.isSymbolicLink()) {
+      rel = await secureResolve(this.#root, rel);
+      await this.#mkdirChain(name, rel);
+    } else if (!st) {
+      await this.#mkdirImplicit(rel);
+    } else if (!st.isDirectory()) {
+      throw refuse(name, `parent ${JSON.stringify(dir)} is not a directory`);
+    }
+    this.#dirs.set(dir, rel);
+    return rel;
+  }
+
+  /** Make sure every component of a resolved relative path exists as a real directory. */
+  async #mkdirChain(name: string, rel: string): Promise<void> {
+    const parts = rel === '' ? [] : rel.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const sub = parts.slice(0, i).join('/');
+      const st = await lstatOrUndefined(posix.join(this.#root, sub));
+      if (!st) await this.#mkdirImplicit(sub);
+      else if (!st.isDirectory()) throw refuse(name, `parent ${JSON.stringify(sub)} is not a directory`);
+    }
+  }
+
+  /** A directory the tar implies but does not list: like the lower layer's, or 0755 root:root. */
+  async #mkdirImplicit(rel: string): Promise<void> {
+    const abs = posix.join(this.#root, rel);
+    let model: Stats | undefined;
+    if (this.#opts.mode === 'overlay') {
+      for (const lower of this.#opts.lowers ?? []) {
+        const st = await lstatOrUndefined(await secureJoin(lower, rel));
+        if (st?.isDirectory()) {
+          model = st;
+          break;
+        }
+      }
+    }
+    await mkdir(abs, { mode: 0o700 });
+    if (model) {
+      if (this.#sameOwner) await lchown(abs, model.uid, model.gid);
+      this.#dirMeta.set(abs, { mode: model.mode & 0o7777, times: { atime: model.atime, mtime: model.mtime } });
+    } else {
+      this.#dirMeta.set(abs, { mode: 0o755, times: { atime: new Date(), mtime: new Date() } });
+    }
+  }
+
+  /**
+   * Clear the way for a new entry at `abs` (never following a symlink there). Returns true when
+   * an existing directory is kept because the new entry is a directory too (tar merges them).
+   */
+  async #replace(abs: string, isDir: boolean): Promise<boolean> {
+    const st = await lstatOrUndefined(abs);
+    if (!st) return false;
+    if (isDir && st.isDirectory()) return true;
+    await rm(abs, { recursive: true, force: true });
+    this.#invalidate();
+    return false;
+  }
+
+  #invalidate(): void {
+    this.#dirs.clear();
+  }
+
+  #markUnpacked(rel: string): void {
+    let p = rel;
+    while (p !== '' && !this.#unpacked.has(p)) {
+      this.#unpacked.add(p);
+      p = p.includes('/') ? posix.dirname(p) : '';
+    }
+  }
+
+  // --- metadata --------------------------------------------------------------------------------
+
+  async #chownPath(abs: string, h: Header): Promise<void> {
+    if (this.#sameOwner) await lchown(abs, ...ownerOf(h));
+  }
+
+  /** Owner, mode and times of a node made by the Host. A recording fake makes none: skip. */
+  async #nodeMeta(abs: string, h: Header): Promise<void> {
+    try {
+      if (this.#sameOwner) await lchown(abs, ...ownerOf(h));
+      await chmod(abs, h.mode & 0o7777);
+      const t = timesOf(h);
+      await utimes(abs, t.atime, t.mtime);
+    } catch (err) {
+      if (errnoOf(err) !== 'ENOENT') throw err;
+    }
+  }
+
+  #setXattrs(name: string, abs: string, h: Header): void {
+    const pax = h.pax as Record<string, string> | null | undefined;
+    if (!pax) return;
+    for (const [key, value] of Object.entries(pax)) {
+      if (!key.startsWith(XATTR_PREFIX)) continue;
+      const xname = key.slice(XATTR_PREFIX.length);
+      if (xname === '' || xname.includes('\0')) throw refuse(name, 'invalid xattr name');
+      // Overlay's own attributes would let a layer steer the mount (opaque, redirect, metacopy).
+      if (xname.startsWith('trusted.overlay.') || xname.startsWith('user.overlay.')) continue;
+      let m = this.#xattrs.get(abs);
+      if (!m) this.#xattrs.set(abs, (m = new Map()));
+      m.set(xname, Buffer.from(value, 'latin1'));
+    }
+  }
+
+  async #finish(): Promise<void> {
+    const host = this.#opts.host;
+    // Group identical (name, value) pairs so one setfattr call covers many paths.
+    const groups = new Map<string, { name: string; value: Buffer; paths: string[] }>();
+    for (const [abs, attrs] of this.#xattrs) {
+      for (const [name, value] of attrs) {
+        const key = `${name}\0${value.toString('hex')}`;
+        let g = groups.get(key);
+        if (!g) groups.set(key, (g = { name, value, paths: [] }));
+        g.paths.push(abs);
+      }
+    }
+    for (const g of groups.values()) {
+      // Entries replaced or removed later in the layer are gone; a recording fake Host made no nodes.
+      const exists = await Promise.all(g.paths.map(async (p) => (await lstatOrUndefined(p)) !== undefined));
+      g.paths = g.paths.filter((_, i) => exists[i]);
+      for (let i = 0; i < g.paths.length; i += XATTR_BATCH) {
+        await host.setxattr(g.paths.slice(i, i + XATTR_BATCH), g.name, g.value);
+      }
+    }
+    const opaque = [...this.#opaque];
+    for (let i = 0; i < opaque.length; i += XATTR_BATCH) {
+      await host.setxattr(opaque.slice(i, i + XATTR_BATCH), OVERLAY_OPAQUE_XATTR, 'y');
+    }
+    // Directory modes and times last, children before parents (creating entries touched them).
+    const dirs = [...this.#dirMeta].reverse();
+    for (const [abs, meta] of dirs) {
+      const st = await lstatOrUndefined(abs);
+      if (!st?.isDirectory()) continue; // replaced or removed later in the layer
+      await chmod(abs, meta.mode & 0o7777);
+      await utimes(abs, meta.times.atime, meta.times.mtime);
+    }
+  }
+}
+
+/** uid/gid, from the PAX record when the ustar fields were too small for them. */
+function ownerOf(h: Header): [number, number] {
+  const pax = h.pax as Record<string, string> | null | undefined;
+  const uid = pax?.uid !== undefined ? Number(pax.uid) : h.uid;
+  const gid = pax?.gid !== undefined ? Number(pax.gid) : h.gid;
+  if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid) || uid < 0 || gid < 0 || uid > 0xfffffffe || gid > 0xfffffffe) {
+    throw refuse(h.name, 'invalid uid or gid');
+  }
+  return [uid, gid];
+}
+
+function timesOf(h: Header): Times {
+  const pax = h.pax as Record<string, string> | null | undefined;
+  const mtime = paxTime(pax?.mtime) ?? h.mtime;
+  const atime = paxTime(pax?.atime) ?? mtime;
+  return { atime, mtime };
+}
+
+function paxTime(v: string | undefined): Date | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? new Date(n * 1000) : undefined;
+}
