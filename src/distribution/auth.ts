@@ -306,6 +306,7 @@ export async function readBoundedBytes(body: AsyncIterable<Uint8Array> & { destr
   for await (const c of body) {
     n += c.byteLength;
     if (n > max) {
+      (body as { on?: (ev: string, fn: () => void) => void }).on?.('error', () => {});
       body.destroy?.();
       throw invalidArgument(`${what} exceeds the limit of ${max} bytes`);
     }

@@ -226,7 +226,7 @@ export class RegistryClient {
       await this.#expect(res, [200], `manifest for ${shown}`);
       const cl = Number(header(res.headers, 'content-length') ?? NaN);
       if (cl > MAX_MANIFEST_BYTES) {
-        res.body.destroy();
+        discard(res.body);
         throw invalidArgument(`manifest for ${shown} is ${cl} bytes, over the limit of ${MAX_MANIFEST_BYTES}`);
       }
       const bytes = await readBoundedBytes(res.body, MAX_MANIFEST_BYTES, `manifest for ${shown}`);
@@ -269,7 +269,7 @@ export class RegistryClient {
       if (from > 0 && res.statusCode === 206) {
         const m = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '');
         if (!m || Number(m[1]) !== from) {
-          res.body.destroy();
+          discard(res.body);
           throw unavailable(`resume of blob ${digest}: registry answered a different range (${header(res.headers, 'content-range') ?? 'none'})`);
         }
         return res.body;
@@ -277,7 +277,7 @@ export class RegistryClient {
       await this.#expect(res, [200], `blob ${digest}`);
       const cl = header(res.headers, 'content-length');
       if (cl !== undefined && Number(cl) !== size) {
-        res.body.destroy();
+        discard(res.body);
         throw dataLoss(`blob ${digest}: registry sends ${cl} bytes, descriptor says ${size}; digest not verified`);
       }
       // A server that ignores Range sends everything again: skip what we already have.
@@ -305,13 +305,13 @@ export class RegistryClient {
             if (isKind(err, 'DataLoss') || signal?.aborted || (err instanceof BerthError && !transient.has(err))) throw err;
             if (resumes >= maxResumes) throw networkError('GET', url.href, err);
             resumes++;
-            body.destroy();
+            discard(body);
             const from = offset;
             body = await self.#withRetry(signal, () => open(from));
           }
         }
       } finally {
-        body.destroy();
+        discard(body);
       }
     }
     return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 << 20 });
@@ -579,6 +579,12 @@ export class RegistryClient {
   }
 }
 
+/** Abandon a response body: close its connection without an unhandled 'error' from undici's abort. */
+function discard(body: { destroy(): void; on?: (ev: 'error', fn: () => void) => unknown }): void {
+  body.on?.('error', () => {});
+  body.destroy();
+}
+
 function stripPrefix(s: string | undefined, p: string): string | undefined {
   return s?.startsWith(p) ? s.slice(p.length) : s;
 }
@@ -597,5 +603,5 @@ function skipBytes(body: AsyncIterable<Buffer> & { destroy(): void }, n: number)
       yield out;
     }
   })();
-  return Object.assign(it, { destroy: () => body.destroy() });
+  return Object.assign(it, { destroy: () => discard(body) });
 }
