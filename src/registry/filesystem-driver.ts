@@ -1,0 +1,195 @@
+// Filesystem StorageDriver: keys are files under one root directory. Atomic puts stage in
+// <root>/_tmp (same filesystem) and rename into place; data is fsynced before it is renamed
+// into a visible name, so a crash leaves the old bytes or the new, never a torn file.
+import { open, mkdir, rename, readdir, rm, stat, utimes } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { join, dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { notFound, invalidArgument } from '../core/errors.ts';
+import { checkKey, type FileInfo, type StorageDriver } from './storage-driver.ts';
+
+const TMP_DIR = '_tmp';
+const READ_CHUNK = 1 << 20;
+const WRITE_BATCH = 1 << 20;
+
+function isErrno(err: unknown, ...codes: string[]): boolean {
+  return codes.includes((err as NodeJS.ErrnoException)?.code ?? '');
+}
+
+export class FilesystemDriver implements StorageDriver {
+  readonly name = 'filesystem';
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  async init(): Promise<void> {
+    await mkdir(join(this.root, TMP_DIR), { recursive: true, mode: 0o700 });
+  }
+
+  #abs(path: string): string {
+    checkKey(path);
+    if (path === TMP_DIR || path.startsWith(TMP_DIR + '/')) throw invalidArgument(`invalid storage path ${JSON.stringify(path)}`);
+    return join(this.root, path);
+  }
+
+  async getContent(path: string, maxBytes?: number): Promise<Buffer> {
+    const abs = this.#abs(path);
+    let fh;
+    try {
+      fh = await open(abs, 'r');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw notFound(`${path}: not found`);
+      throw err;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw notFound(`${path}: not found`);
+      if (maxBytes !== undefined && st.size > maxBytes) throw invalidArgument(`${path}: ${st.size} bytes exceeds limit ${maxBytes}`);
+      return await fh.readFile();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async putContent(path: string, data: Uint8Array | string): Promise<void> {
+    const abs = this.#abs(path);
+    const tmp = join(this.root, TMP_DIR, randomBytes(12).toString('hex'));
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await fh.close();
+    try {
+      await this.#renameInto(tmp, abs);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async reader(path: string, start = 0, end?: number): Promise<Readable> {
+    const abs = this.#abs(path);
+    try {
+      const fh = await open(abs, 'r');
+      return fh.createReadStream({ start, end, highWaterMark: READ_CHUNK });
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw notFound(`${path}: not found`);
+      throw err;
+    }
+  }
+
+  async append(path: string, source: AsyncIterable<Uint8Array>): Promise<number> {
+    const abs = this.#abs(path);
+    await mkdir(dirname(abs), { recursive: true });
+    const fh = await open(abs, 'a', 0o600);
+    let size = 0;
+    let start = 0;
+    try {
+      start = size = (await fh.stat()).size;
+      let batch: Uint8Array[] = [];
+      let batched = 0;
+      for await (const chunk of source) {
+        batch.push(chunk);
+        batched += chunk.byteLength;
+        if (batched >= WRITE_BATCH) {
+          await fh.writev(batch);
+          size += batched;
+          batch = [];
+          batched = 0;
+        }
+      }
+      if (batched > 0) {
+        await fh.writev(batch);
+        size += batched;
+      }
+      return size;
+    } catch (err) {
+      await fh.truncate(start).catch(() => {});
+      throw err;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async stat(path: string): Promise<FileInfo | undefined> {
+    try {
+      const st = await stat(this.#abs(path));
+      return { size: st.isDirectory() ? 0 : st.size, modTime: st.mtimeMs, isDir: st.isDirectory() };
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw err;
+    }
+  }
+
+  async list(path: string): Promise<string[]> {
+    try {
+      return (await readdir(this.#abs(path))).sort();
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return [];
+      throw err;
+    }
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    const src = this.#abs(from);
+    const dst = this.#abs(to);
+    let fh;
+    try {
+      fh = await open(src, 'r');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw notFound(`${from}: not found`);
+      throw err;
+    }
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.#renameInto(src, dst);
+  }
+
+  async delete(path: string): Promise<void> {
+    await rm(this.#abs(path), { recursive: true, force: true });
+  }
+
+  async touch(path: string): Promise<boolean> {
+    const now = new Date();
+    try {
+      await utimes(this.#abs(path), now, now);
+      return true;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false;
+      throw err;
+    }
+  }
+
+  /** Test hook: age a file so gc treats it as old. */
+  async setModTime(path: string, modTime: number): Promise<void> {
+    const t = new Date(modTime);
+    await utimes(this.#abs(path), t, t);
+  }
+
+  /** Leftovers of interrupted puts; only safe while no writer runs. */
+  async sweepTmp(): Promise<void> {
+    const dir = join(this.root, TMP_DIR);
+    for (const n of await readdir(dir).catch(() => [] as string[])) await rm(join(dir, n), { force: true });
+  }
+
+  async #renameInto(src: string, dst: string): Promise<void> {
+    try {
+      await rename(src, dst);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+      await mkdir(dirname(dst), { recursive: true });
+      await rename(src, dst);
+    }
+  }
+}
+
