@@ -4,10 +4,10 @@ import { parseDockerfile, parseGoDuration, parseWords, DockerfileError, type Ins
 import { kindOf } from '../../src/core/errors.ts';
 
 const only = (src: string): Instruction[] => parseDockerfile(src).stages[0]!.instructions;
-const first = <K extends Instruction['kind']>(src: string, kind: K): Extract<Instruction, { kind: K }> => {
+const first = <K extends Instruction['kind']>(src: string, kind: K): Instruction & { kind: K } => {
   const ins = only(src).find((i) => i.kind === kind);
   assert.ok(ins, `no ${kind}`);
-  return ins as Extract<Instruction, { kind: K }>;
+  return ins as Instruction & { kind: K };
 };
 const parseError = (src: string, file = 'Dockerfile'): DockerfileError => {
   try {
@@ -56,8 +56,8 @@ test('parser directives only at the top; escape changes continuation', () => {
   assert.equal(df.directives.escape, '`');
   const ins = df.stages[0]!.instructions;
   assert.equal(ins[0]!.kind, 'RUN');
-  assert.deepEqual((ins[0] as Extract<Instruction, { kind: 'RUN' }>).command, { json: false, cmd: 'echo a   b' });
-  assert.deepEqual((ins[1] as Extract<Instruction, { kind: 'COPY' }>).sources, ['c:\\dir\\']);
+  assert.deepEqual((ins[0] as Instruction & { kind: 'RUN' }).command, { json: false, cmd: 'echo a   b' });
+  assert.deepEqual((ins[1] as Instruction & { kind: 'COPY' }).sources, ['c:\\dir\\']);
   // after an instruction, `# escape=` is an ordinary comment
   const late = parseDockerfile('FROM a\n# escape=`\nRUN a \\\n b\n');
   assert.equal(late.directives.escape, '\\');
@@ -72,13 +72,13 @@ test('parser directives only at the top; escape changes continuation', () => {
 
 test('line continuations skip comment and empty lines; trailing blanks after the escape are allowed', () => {
   const df = parseDockerfile('FROM a\nRUN echo one \\  \n# a comment inside\n\n    two \\\n  three\nCMD x\n');
-  const run = df.stages[0]!.instructions[0] as Extract<Instruction, { kind: 'RUN' }>;
+  const run = df.stages[0]!.instructions[0] as Instruction & { kind: 'RUN' };
   assert.deepEqual(run.command, { json: false, cmd: 'echo one     two   three' });
   assert.equal(run.line, 2);
   assert.equal(df.stages[0]!.instructions[1]!.line, 7);
   assert.ok(df.warnings.some((w) => /empty continuation line/.test(w)));
   // a continuation at EOF still yields the instruction
-  assert.deepEqual((only('FROM a\nRUN x \\')[0] as Extract<Instruction, { kind: 'RUN' }>).command, { json: false, cmd: 'x' });
+  assert.deepEqual((only('FROM a\nRUN x \\')[0] as Instruction & { kind: 'RUN' }).command, { json: false, cmd: 'x' });
   // CRLF files
   assert.equal(only('FROM a\r\nRUN a \\\r\n b\r\n').length, 1);
   // `#` after an instruction is not a comment
@@ -131,7 +131,7 @@ test('EXPOSE, VOLUME (JSON or words), USER, WORKDIR, STOPSIGNAL, MAINTAINER', ()
   assert.equal(first('FROM a\nWORKDIR /app dir\n', 'WORKDIR').path, '/app dir');
   assert.equal(first('FROM a\nSTOPSIGNAL SIGKILL\n', 'STOPSIGNAL').signal, 'SIGKILL');
   const df = parseDockerfile('FROM a\nMAINTAINER Jane <j@x>\n');
-  assert.equal((df.stages[0]!.instructions[0] as Extract<Instruction, { kind: 'MAINTAINER' }>).name, 'Jane <j@x>');
+  assert.equal((df.stages[0]!.instructions[0] as Instruction & { kind: 'MAINTAINER' }).name, 'Jane <j@x>');
   assert.ok(df.warnings.some((w) => /MAINTAINER is deprecated/.test(w)));
 });
 
@@ -205,14 +205,14 @@ test('heredocs: RUN, <<- tab stripping, quoted delimiters, several per line, COP
     'CMD done',
   ].join('\n') + '\n');
   const ins = df.stages[0]!.instructions;
-  const r1 = ins[0] as Extract<Instruction, { kind: 'RUN' }>;
+  const r1 = ins[0] as Instruction & { kind: 'RUN' };
   assert.deepEqual(r1.heredocs, [{ name: 'EOF', content: 'echo $HOME\n  indented\n', expand: true, chomp: false }]);
   assert.equal(r1.endLine, 5);
-  const r2 = ins[1] as Extract<Instruction, { kind: 'RUN' }>;
+  const r2 = ins[1] as Instruction & { kind: 'RUN' };
   assert.equal(r2.heredocs.length, 2);
   assert.deepEqual(r2.heredocs[0], { name: 'END', content: 'line1\n', expand: false, chomp: true });
   assert.deepEqual(r2.heredocs[1], { name: 'B', content: 'b body\n', expand: false, chomp: false });
-  const c = ins[2] as Extract<Instruction, { kind: 'COPY' }>;
+  const c = ins[2] as Instruction & { kind: 'COPY' };
   assert.deepEqual(c.sources, ['<<file1', '<<file2']);
   assert.deepEqual(c.heredocs.map((h) => [h.name, h.content]), [['file1', 'one\n'], ['file2', 'two\n']]);
   assert.equal(ins[3]!.kind, 'CMD');
