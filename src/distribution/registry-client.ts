@@ -28,6 +28,7 @@
 // required"), 403 Forbidden ("denied: ..."), missing manifest NotFound ("manifest for X not found:
 // manifest unknown"), transport failures Unavailable naming the URL, bad content DataLoss.
 import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { hasherFor, digestAlgorithm, isDigest, parseDigest, sha256, type Digest } from '../core/digest.ts';
@@ -324,9 +325,10 @@ export class RegistryClient {
     const src = await this.fetchBlob(repo, desc, opts.signal ? { signal: opts.signal } : {});
     const v = verifyingStream(desc);
     const out: Buffer[] = [];
-    src.on('error', (e) => v.destroy(e));
-    src.pipe(v);
-    for await (const c of v) out.push(c as Buffer);
+    // fetchBlob already fails past desc.size, so this buffers at most `max` bytes.
+    await pipeline(src, v, async (verified: AsyncIterable<Buffer>) => {
+      for await (const c of verified) out.push(c);
+    });
     return Buffer.concat(out);
   }
 

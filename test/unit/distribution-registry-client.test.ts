@@ -320,6 +320,66 @@ describe('RegistryClient fault handling (hooks)', () => {
   });
 });
 
+describe('RegistryClient transport', () => {
+  test('keeps connections alive across requests and opens several for parallel blobs', async () => {
+    const reg = await FakeRegistry.start();
+    let connections = 0;
+    reg.server.on('connection', () => connections++);
+    const rc = new RegistryClient({ ...fast, connections: 4 });
+    try {
+      const img = image(reg, 'k/a', 'v1');
+      const ref = parseReference(`${reg.host}/k/a:v1`);
+      await rc.resolve(ref);
+      await rc.fetchBlobBytes(ref, img.configDesc);
+      await collect(await rc.fetchBlob(ref, img.layer));
+      for (let i = 0; i < 10; i++) await rc.fetchBlobBytes(ref, img.configDesc);
+      // undici may open a second one while the first is still finishing a response; never one per request.
+      assert.ok(connections <= 2, `13 sequential requests used ${connections} connections`);
+      // Parallel fetches of slow blobs spread over several connections.
+      const blobs = [0, 1, 2, 3].map((i) => ({ mediaType: MediaType.OciLayer, ...reg.addBlob('k/a', Buffer.alloc(256 * 1024, i)) }));
+      reg.opts.hook = (_req, res, url) => {
+        if (!url.pathname.includes('/blobs/')) return false;
+        const d = url.pathname.slice(url.pathname.lastIndexOf('/') + 1) as Descriptor['digest'];
+        const b = reg.blobs.get(d)!;
+        res.writeHead(200, { 'content-length': b.length });
+        setTimeout(() => res.end(b), 50);
+        return true;
+      };
+      const t = performance.now();
+      const got = await Promise.all(blobs.map(async (b) => collect(await rc.fetchBlob(ref, b))));
+      const ms = performance.now() - t;
+      assert.ok(got.every((g, i) => g.length === blobs[i]!.size));
+      assert.ok(connections >= 4, `parallel fetches used ${connections} connections`);
+      assert.ok(ms < 190, `four 50 ms responses in parallel took ${ms.toFixed(0)} ms`);
+    } finally {
+      await rc.close();
+      await reg.close();
+    }
+  });
+
+  test('an aborted download fails as Canceled', async () => {
+    const data = Buffer.alloc(1024 * 1024, 1);
+    const reg = await FakeRegistry.start({
+      hook: (_req, res, url) => {
+        if (!url.pathname.includes('/blobs/sha256:')) return false;
+        res.writeHead(200, { 'content-length': data.length });
+        res.write(data.subarray(0, 1000)); // then stall
+        return true;
+      },
+    });
+    const rc = new RegistryClient(fast);
+    try {
+      const desc = { mediaType: MediaType.OciLayer, ...reg.addBlob('c/x', data) };
+      const ac = new AbortController();
+      const body = await rc.fetchBlob(parseReference(`${reg.host}/c/x`), desc, { signal: ac.signal, onProgress: () => ac.abort() });
+      await rejectsKind(collect(body), 'Canceled');
+    } finally {
+      await rc.close();
+      await reg.close();
+    }
+  });
+});
+
 describe('RegistryClient auth', () => {
   test('bearer token flow: scopes requested and checked, tokens reused, push scope for push', async () => {
     const reg = await FakeRegistry.start({ auth: { kind: 'bearer', users: { alice: 's3cret' }, anonymousPull: false } });
