@@ -12,6 +12,9 @@ export interface DaemonConfig {
   defaultRuntime: string;
   runtimes: Record<string, string>;
   debug: boolean;
+  /** Default bridge network: device name (Docker's --bridge) and gateway/prefix (--bip). */
+  bridge?: string;
+  bip?: string;
 }
 
 export function defaultConfig(): DaemonConfig {

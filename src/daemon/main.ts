@@ -16,6 +16,8 @@ Options:
       --insecure-registry list     Registries reachable over plain HTTP (127.0.0.0/8 always is)
       --default-runtime string     Default OCI runtime (default "runc")
       --add-runtime name=path      Register an OCI runtime
+  -b, --bridge string              Device of the default bridge network (default "berth0")
+      --bip string                 Gateway address and prefix of the default bridge (default "172.17.0.1/16")
   -D, --debug                      Debug logging
   -v, --version                    Print version and exit
 `;
@@ -31,6 +33,8 @@ async function main(): Promise<void> {
         'insecure-registry': { type: 'string', multiple: true },
         'default-runtime': { type: 'string' },
         'add-runtime': { type: 'string', multiple: true },
+        bridge: { type: 'string', short: 'b' },
+        bip: { type: 'string' },
         debug: { type: 'boolean', short: 'D' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
@@ -63,6 +67,8 @@ async function main(): Promise<void> {
     }
     config.runtimes[r.slice(0, i)] = r.slice(i + 1);
   }
+  if (values.bridge) config.bridge = values.bridge;
+  if (values.bip) config.bip = values.bip;
   config.debug = values.debug ?? false;
   if (process.getuid?.() !== 0) process.stderr.write('berthd: warning: not running as root; containers will not start\n');
 
