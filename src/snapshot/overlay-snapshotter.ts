@@ -1,0 +1,431 @@
+// Overlayfs snapshotter (containerd's overlayfs snapshotter, with Docker overlay2's short-link
+// trick). Committed snapshots are image layers keyed by chain ID, each in its own diff dir;
+// active snapshots are writable roots: an overlay of upper/work dirs over the parent's chain.
+//
+// Visibility is atomic: a layer is applied into tmp/, checked by the caller's beforeCommit(),
+// given its metadata, then renamed into committed/. A failed or interrupted unpack leaves only
+// tmp/ debris, removed by init(). The daemon is the single writer; concurrency inside it is
+// handled with an in-process table of unpacks in flight and per-name locks.
+import { randomBytes } from 'node:crypto';
+import { chmod, lchown, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { isDigest, parseDigest, type Digest } from '../core/digest.ts';
+import { alreadyExists, failedPrecondition, notFound } from '../core/errors.ts';
+import type { Mount, SnapshotInfo, Snapshotter, UnpackOptions } from '../core/snapshots.ts';
+import type { Host } from '../host/host.ts';
+import { applyLayer } from '../layer/tar-apply.ts';
+import { fsyncDir, writeJsonAtomic } from '../pkg/atomic-file.ts';
+import { SnapshotPaths, validateKey } from './paths.ts';
+
+interface CommittedMeta {
+  chainId: Digest;
+  parent?: Digest;
+  /** Name of the l/<short> link to this snapshot's fs dir. */
+  short: string;
+  size: number;
+  created: string;
+}
+
+interface ActiveMeta {
+  key: string;
+  parent?: Digest;
+  created: string;
+}
+
+/** The kernel copies mount data into one page; the string must stay below it. */
+const MOUNT_DATA_MAX = 4095;
+const SHORT_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+/** Overlayfs accepts at most 500 lower layers. */
+const MAX_DEPTH = 500;
+
+export class OverlaySnapshotter implements Snapshotter {
+  readonly #paths: SnapshotPaths;
+  readonly #host: Host;
+  readonly #committed = new Map<Digest, CommittedMeta>();
+  readonly #active = new Map<string, ActiveMeta>();
+  readonly #unpacking = new Map<Digest, Promise<SnapshotInfo>>();
+  /** Parent of each unpack in flight (a parent in use cannot be removed). */
+  readonly #unpackParents = new Map<Digest, Digest | undefined>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(root: string, host: Host) {
+    this.#paths = new SnapshotPaths(root);
+    this.#host = host;
+  }
+
+  /** Create the layout, remove crash debris, and load the metadata of every snapshot. */
+  async init(): Promise<void> {
+    const p = this.#paths;
+    await mkdir(p.root, { recursive: true, mode: 0o700 });
+    for (const d of [p.links, p.committedDir, p.activeDir, p.tmp]) await mkdir(d, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(p.tmp)) await rm(join(p.tmp, name), { recursive: true, force: true });
+
+    this.#committed.clear();
+    this.#active.clear();
+    for (const hex of await readdir(p.committedDir)) {
+      const dir = join(p.committedDir, hex);
+      const meta = await readMeta<CommittedMeta>(dir);
+      if (!meta || !isDigest(meta.chainId) || !meta.chainId.endsWith(hex) || !validShort(meta.short)) {
+        await this.#discard(dir);
+        continue;
+      }
+      this.#committed.set(meta.chainId, meta);
+    }
+    for (const key of await readdir(p.activeDir)) {
+      const dir = join(p.activeDir, key);
+      const meta = await readMeta<ActiveMeta>(dir);
+      const complete = meta && meta.key === key && (await exists(SnapshotPaths.fs(dir))) && (await exists(SnapshotPaths.work(dir)));
+      if (!meta || !complete) {
+        await this.#discard(dir);
+        continue;
+      }
+      this.#active.set(key, meta);
+    }
+    // Links: recreate missing ones, drop those no snapshot owns (debris of a crash or a remove).
+    const owned = new Map([...this.#committed.values()].map((m) => [m.short, m] as const));
+    for (const name of await readdir(p.links)) {
+      if (!owned.has(name)) await unlink(p.link(name)).catch(() => {});
+    }
+    for (const m of owned.values()) {
+      const want = p.linkTarget(m.chainId);
+      const have = await readlink(p.link(m.short)).catch(() => undefined);
+      if (have === want) continue;
+      if (have !== undefined) await unlink(p.link(m.short));
+      await symlink(want, p.link(m.short));
+    }
+    // Parents must exist: a snapshot whose parent vanished cannot be mounted; drop it (and
+    // anything on top) rather than fail later with an obscure mount error.
+    let changed = true;
+    while (changed) {
+      changed = false;
+      for (const m of this.#committed.values()) {
+        if (m.parent && !this.#committed.has(m.parent)) {
+          await this.#dropCommitted(m);
+          changed = true;
+        }
+      }
+    }
+  }
+
+  async stat(chainId: Digest): Promise<SnapshotInfo | undefined> {
+    const m = this.#committed.get(chainId);
+    return m ? committedInfo(m) : undefined;
+  }
+
+  async unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts: UnpackOptions = {}): Promise<SnapshotInfo> {
+    parseDigest(chainId);
+    if (parent !== undefined) parseDigest(parent);
+    for (;;) {
+      const done = this.#committed.get(chainId);
+      if (done) {
+        await drain(tar);
+        return committedInfo(done);
+      }
+      const running = this.#unpacking.get(chainId);
+      if (!running) break;
+      // Someone else is unpacking the same layer: wait for them; if they fail, try ourselves.
+      await running.catch(() => {});
+    }
+    const job = this.#unpack(chainId, parent, tar, opts);
+    job.catch(() => {}); // awaited below; this only keeps a waiter's rejection from going unhandled
+    this.#unpacking.set(chainId, job);
+    this.#unpackParents.set(chainId, parent);
+    try {
+      return await job;
+    } finally {
+      this.#unpacking.delete(chainId);
+      this.#unpackParents.delete(chainId);
+    }
+  }
+
+  async #unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts: UnpackOptions): Promise<SnapshotInfo> {
+    if (parent !== undefined && !this.#committed.has(parent)) {
+      tar.destroy();
+      throw notFound(`parent snapshot ${parent} not found`);
+    }
+    const lowers = parent ? this.#chain(parent).map((m) => SnapshotPaths.fs(this.#paths.committed(m.chainId))) : [];
+    if (lowers.length >= MAX_DEPTH) throw failedPrecondition(`too many layers: overlay supports at most ${MAX_DEPTH}`);
+    const tmp = await this.#tmpDir('unpack');
+    try {
+      const fs = SnapshotPaths.fs(tmp);
+      await mkdir(fs, { mode: 0o755 });
+      await applyLayer(fs, tar, {
+        mode: 'overlay',
+        host: this.#host,
+        lowers,
+        ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      if (opts.beforeCommit) await opts.beforeCommit();
+      return await this.#publish(tmp, chainId, parent);
+    } catch (err) {
+      tar.destroy();
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Give tmp/<x>/fs metadata and a short link, then rename it into committed/. */
+  async #publish(tmp: string, chainId: Digest, parent: Digest | undefined): Promise<SnapshotInfo> {
+    const p = this.#paths;
+    const meta: CommittedMeta = {
+      chainId,
+      ...(parent ? { parent } : {}),
+      short: '',
+      size: await diskUsage(SnapshotPaths.fs(tmp)),
+      created: new Date().toISOString(),
+    };
+    for (;;) {
+      meta.short = shortName();
+      try {
+        await symlink(p.linkTarget(chainId), p.link(meta.short));
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    try {
+      await writeJsonAtomic(SnapshotPaths.meta(tmp), meta);
+      await rename(tmp, p.committed(chainId));
+      await fsyncDir(p.committedDir);
+    } catch (err) {
+      await unlink(p.link(meta.short)).catch(() => {});
+      throw err;
+    }
+    this.#committed.set(chainId, meta);
+    return committedInfo(meta);
+  }
+
+  async prepare(key: string, parent: Digest | undefined): Promise<Mount[]> {
+    validateKey(key);
+    if (parent !== undefined) parseDigest(parent);
+    return this.#locked(key, async () => {
+      if (this.#active.has(key)) throw alreadyExists(`snapshot ${key} already exists`);
+      if (parent !== undefined && !this.#committed.has(parent)) throw notFound(`parent snapshot ${parent} not found`);
+      const tmp = await this.#tmpDir('active');
+      try {
+        const fs = SnapshotPaths.fs(tmp);
+        await mkdir(fs, { mode: 0o755 });
+        await mkdir(SnapshotPaths.work(tmp), { mode: 0o700 });
+        // The merged root takes the upper root's attributes: start from the image's.
+        if (parent) await copyRootAttrs(SnapshotPaths.fs(this.#paths.committed(parent)), fs);
+        const meta: ActiveMeta = { key, ...(parent ? { parent } : {}), created: new Date().toISOString() };
+        await writeJsonAtomic(SnapshotPaths.meta(tmp), meta);
+        await rename(tmp, this.#paths.active(key));
+        await fsyncDir(this.#paths.activeDir);
+        this.#active.set(key, meta);
+      } catch (err) {
+        await rm(tmp, { recursive: true, force: true });
+        throw err;
+      }
+      return this.mounts(key);
+    });
+  }
+
+  async mounts(key: string): Promise<Mount[]> {
+    const meta = this.#active.get(key);
+    if (!meta) throw notFound(`snapshot ${key} not found`);
+    const dir = this.#paths.active(key);
+    const upper = SnapshotPaths.fs(dir);
+    if (!meta.parent) return [{ type: 'bind', source: upper, options: ['rbind', 'rw'] }];
+    const lowers = this.#chain(meta.parent).map((m) => this.#paths.link(m.short));
+    const options = [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${SnapshotPaths.work(dir)}`];
+    const data = options.join(',');
+    if (Buffer.byteLength(data) > MOUNT_DATA_MAX) {
+      throw failedPrecondition(`overlay mount options for ${lowers.length} layers exceed ${MOUNT_DATA_MAX} bytes: use a shorter snapshot root`);
+    }
+    return [{ type: 'overlay', source: 'overlay', options }];
+  }
+
+  upperDir(key: string): string {
+    return SnapshotPaths.fs(this.#paths.active(key));
+  }
+
+  async commit(key: string, chainId: Digest): Promise<SnapshotInfo> {
+    validateKey(key);
+    parseDigest(chainId);
+    return this.#locked(key, async () => {
+      const meta = this.#active.get(key);
+      if (!meta) throw notFound(`snapshot ${key} not found`);
+      const dir = this.#paths.active(key);
+      if (await isMountedUpper(SnapshotPaths.fs(dir))) throw failedPrecondition(`snapshot ${key} is mounted`);
+      const existing = this.#committed.get(chainId);
+      let info: SnapshotInfo;
+      if (existing) {
+        info = committedInfo(existing);
+      } else {
+        const tmp = await this.#tmpDir('commit');
+        try {
+          await rename(SnapshotPaths.fs(dir), SnapshotPaths.fs(tmp));
+          info = await this.#publish(tmp, chainId, meta.parent);
+        } catch (err) {
+          // Put the upper dir back so the active snapshot stays usable.
+          await rename(SnapshotPaths.fs(tmp), SnapshotPaths.fs(dir)).catch(() => {});
+          await rm(tmp, { recursive: true, force: true });
+          throw err;
+        }
+      }
+      this.#active.delete(key);
+      await this.#discard(dir);
+      return info;
+    });
+  }
+
+  async remove(nameOrChainId: string): Promise<void> {
+    return this.#locked(nameOrChainId, async () => {
+      if (isDigest(nameOrChainId) && this.#committed.has(nameOrChainId)) {
+        const m = this.#committed.get(nameOrChainId) as CommittedMeta;
+        const dependent =
+          [...this.#committed.values()].some((c) => c.parent === m.chainId) ||
+          [...this.#active.values()].some((a) => a.parent === m.chainId) ||
+          [...this.#unpackParents.values()].includes(m.chainId);
+        if (dependent) throw failedPrecondition(`snapshot ${m.chainId} has dependent snapshots`);
+        await this.#dropCommitted(m);
+        return;
+      }
+      const meta = this.#active.get(nameOrChainId);
+      if (!meta) throw notFound(`snapshot ${nameOrChainId} not found`);
+      const dir = this.#paths.active(nameOrChainId);
+      if (await isMountedUpper(SnapshotPaths.fs(dir))) throw failedPrecondition(`snapshot ${nameOrChainId} is mounted`);
+      this.#active.delete(nameOrChainId);
+      await this.#discard(dir);
+    });
+  }
+
+  async list(): Promise<SnapshotInfo[]> {
+    const out: SnapshotInfo[] = [...this.#committed.values()].map(committedInfo);
+    for (const [key, m] of this.#active) {
+      const size = await diskUsage(this.upperDir(key)).catch(() => 0);
+      out.push({ name: key, kind: 'active', ...(m.parent ? { parent: m.parent } : {}), size, created: m.created });
+    }
+    return out;
+  }
+
+  /** Committed chain from `top` down to the base layer (top first). */
+  #chain(top: Digest): CommittedMeta[] {
+    const out: CommittedMeta[] = [];
+    let cur: Digest | undefined = top;
+    while (cur !== undefined) {
+      const m = this.#committed.get(cur);
+      if (!m) throw notFound(`parent snapshot ${cur} not found`);
+      out.push(m);
+      if (out.length > MAX_DEPTH) throw failedPrecondition(`snapshot chain of ${top} is too deep`);
+      cur = m.parent;
+    }
+    return out;
+  }
+
+  async #dropCommitted(m: CommittedMeta): Promise<void> {
+    this.#committed.delete(m.chainId);
+    await unlink(this.#paths.link(m.short)).catch(() => {});
+    await this.#discard(this.#paths.committed(m.chainId));
+  }
+
+  /** Make a directory disappear atomically (rename into tmp/), then delete it. */
+  async #discard(dir: string): Promise<void> {
+    const grave = join(this.#paths.tmp, `rm-${randomBytes(6).toString('hex')}`);
+    try {
+      await rename(dir, grave);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    await rm(grave, { recursive: true, force: true });
+  }
+
+  async #tmpDir(kind: string): Promise<string> {
+    const dir = join(this.#paths.tmp, `${kind}-${randomBytes(8).toString('hex')}`);
+    await mkdir(dir, { mode: 0o700 });
+    return dir;
+  }
+
+  async #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(name) ?? Promise.resolve();
+    const run = prev.catch(() => {}).then(fn);
+    this.#locks.set(name, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#locks.get(name) === run) this.#locks.delete(name);
+    }
+  }
+}
+
+function committedInfo(m: CommittedMeta): SnapshotInfo {
+  return { name: m.chainId, kind: 'committed', ...(m.parent ? { parent: m.parent } : {}), size: m.size, created: m.created };
+}
+
+function shortName(): string {
+  const bytes = randomBytes(10);
+  let s = '';
+  for (const b of bytes) s += SHORT_ALPHABET[b & 31];
+  return s;
+}
+
+function validShort(s: unknown): s is string {
+  return typeof s === 'string' && /^[a-z2-7]{10}$/.test(s);
+}
+
+async function readMeta<T>(dir: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(SnapshotPaths.meta(dir), 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return lstat(p).then(() => true, () => false);
+}
+
+/** Consume a stream we do not need (the layer is already there), ignoring its errors. */
+async function drain(s: Readable): Promise<void> {
+  s.resume();
+  await finished(s).catch(() => {});
+}
+
+/** Apparent size of the regular files and symlinks under dir, hardlinks counted once. */
+export async function diskUsage(dir: string): Promise<number> {
+  let total = 0;
+  const seen = new Set<string>();
+  const walk = async (d: string): Promise<void> => {
+    for (const ent of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, ent.name);
+      if (ent.isDirectory()) {
+        await walk(p);
+        continue;
+      }
+      if (!ent.isFile() && !ent.isSymbolicLink()) continue;
+      const st = await lstat(p);
+      if (st.nlink > 1) {
+        const id = `${st.dev}:${st.ino}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+      }
+      total += st.size;
+    }
+  };
+  await walk(dir);
+  return total;
+}
+
+async function copyRootAttrs(from: string, to: string): Promise<void> {
+  const st = await stat(from);
+  if (process.getuid?.() === 0) await lchown(to, st.uid, st.gid);
+  await chmod(to, st.mode & 0o7777);
+}
+
+/** Is `upper` the upperdir of a mounted overlay (in this mount namespace)? */
+async function isMountedUpper(upper: string): Promise<boolean> {
+  let info: string;
+  try {
+    info = await readFile('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return false;
+  }
+  // mountinfo escapes space, tab, newline and backslash as octal.
+  const esc = upper.replace(/[\\ \t\n]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
+  return info.split('\n').some((line) => line.includes(`upperdir=${esc},`) || line.endsWith(`upperdir=${esc}`));
+}
