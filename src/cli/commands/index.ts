@@ -1,0 +1,15 @@
+// The command tree: top-level verbs, docker's management groups, and their aliases.
+import type { Command } from '../command.ts';
+import { imageGroup, imageTopLevel } from './image.ts';
+import { inspect } from './inspect.ts';
+import { systemTopLevel, systemGroupBase } from './system.ts';
+import { registry } from './registry.ts';
+
+export const commands: Command[] = [
+  ...imageTopLevel,
+  inspect,
+  ...systemTopLevel,
+  imageGroup,
+  systemGroupBase,
+  registry,
+];
