@@ -475,6 +475,5 @@ export class RegistryServer {
     if (!req.complete) headers.Connection = 'close';
     res.writeHead(e.status, headers);
     res.end(body);
-    if (!req.complete) res.on('finish', () => req.socket.end());
   }
 }
