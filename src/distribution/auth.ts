@@ -149,10 +149,11 @@ export class Authenticator {
 
   /**
    * The Authorization for a request to `ep` needing `scopes`, from the last challenge seen.
-   * `refresh` drops a cached token first (the registry refused it). `extraScope` is a scope the
+   * `refused` is an Authorization the registry just answered 401 to: a cached token equal to it
+   * is dropped (only that one, so concurrent requests share the next fetch). `extraScope` is a scope the
    * challenge itself asked for.
    */
-  async authorize(ep: Endpoint, scopes: readonly string[], opts: { refresh?: boolean; signal?: AbortSignal; extraScope?: string } = {}): Promise<Authorization> {
+  async authorize(ep: Endpoint, scopes: readonly string[], opts: { refused?: string; signal?: AbortSignal; extraScope?: string } = {}): Promise<Authorization> {
     const ch = this.state.challenges.get(ep.host);
     if (!ch) return {};
     let creds = await this.credentials(ep);
@@ -176,9 +177,10 @@ export class Authenticator {
     if (!realm) throw unauthorized(`unauthorized: bearer challenge from ${ep.host} has no realm`);
     const prefix = `${ep.host}|${realm}|${credId(creds)}|`;
     const key = prefix + sorted.join(' ');
-    if (opts.refresh) {
-      this.state.tokens.delete(key);
-      this.state.tokens.delete(prefix + base.join(' '));
+    if (opts.refused !== undefined) {
+      for (const k of [key, prefix + base.join(' ')]) {
+        if (`Bearer ${this.state.tokens.get(k)?.token}` === opts.refused) this.state.tokens.delete(k);
+      }
     }
     const cached = this.state.tokens.get(key);
     if (cached && cached.expiresAt > this.#now()) return { header: `Bearer ${cached.token}` };

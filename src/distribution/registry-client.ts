@@ -385,43 +385,44 @@ export class RegistryClient {
     const ep = this.endpoint(repo.domain);
     const scopes = [repositoryScope(repo.path, ['pull', 'push'])];
     const start = new URL(`${ep.origin}/v2/${repo.path}/blobs/uploads/`);
-    const started = await this.#withRetry(opts.signal, () =>
-      this.#send(ep, { method: 'POST', url: start, scopes, headers: { 'content-length': '0' }, body: () => '', signal: opts.signal }),
-    );
-    await this.#expect(started, [202], `upload of ${digest}`);
-    await started.body.dump().catch(() => {});
-    const loc = header(started.headers, 'location');
-    if (!loc) throw unavailable(`upload of ${digest}: registry sent no Location`);
-    const put = new URL(loc, start);
-    put.searchParams.append('digest', digest);
     const { onProgress } = opts;
-    const res = await this.#send(ep, {
-      method: 'PUT',
-      url: put,
-      scopes,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-      body: () => {
-        const src = body();
-        if (!onProgress) return src;
-        let n = 0;
-        const counter = new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            n += chunk.length;
-            onProgress(n);
-            cb(null, chunk);
-          },
-        });
-        src.on('error', (e) => counter.destroy(e));
-        return src.pipe(counter);
-      },
-      signal: opts.signal,
+    // The body is a factory, so a transient failure restarts the whole upload in a new session.
+    await this.#withRetry(opts.signal, async () => {
+      const started = await this.#send(ep, { method: 'POST', url: start, scopes, headers: { 'content-length': '0' }, body: () => '', signal: opts.signal });
+      await this.#expect(started, [202], `upload of ${digest}`);
+      await started.body.dump().catch(() => {});
+      const loc = header(started.headers, 'location');
+      if (!loc) throw unavailable(`upload of ${digest}: registry sent no Location`);
+      const put = new URL(loc, start);
+      put.searchParams.append('digest', digest);
+      const res = await this.#send(ep, {
+        method: 'PUT',
+        url: put,
+        scopes,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
+        body: () => {
+          const src = body();
+          if (!onProgress) return src;
+          let n = 0;
+          const counter = new Transform({
+            transform(chunk: Buffer, _e, cb) {
+              n += chunk.length;
+              onProgress(n);
+              cb(null, chunk);
+            },
+          });
+          src.on('error', (e) => counter.destroy(e));
+          return src.pipe(counter);
+        },
+        signal: opts.signal,
+      });
+      await this.#expect(res, [201], `upload of ${digest}`);
+      await res.body.dump().catch(() => {});
+      const claimed = header(res.headers, 'docker-content-digest');
+      if (claimed !== undefined && isDigest(claimed) && claimed !== digest) {
+        throw dataLoss(`upload of ${digest}: registry stored ${claimed}`);
+      }
     });
-    await this.#expect(res, [201], `upload of ${digest}`);
-    await res.body.dump().catch(() => {});
-    const claimed = header(res.headers, 'docker-content-digest');
-    if (claimed !== undefined && isDigest(claimed) && claimed !== digest) {
-      throw dataLoss(`upload of ${digest}: registry stored ${claimed}`);
-    }
   }
 
   /** PUT a manifest under a tag or its digest. Returns its digest (sha256 of `bytes`). */
@@ -500,7 +501,8 @@ export class RegistryClient {
     let authz = await this.#auth.authorize(ep, req.scopes, req.signal ? { signal: req.signal } : {});
     for (let attempt = 0; ; attempt++) {
       const res = await this.#raw(ep, req, authz.header);
-      if (res.statusCode !== 401) return res;
+      // A 401 from elsewhere (storage after a redirect) is not the registry's challenge: #expect maps it.
+      if (res.statusCode !== 401 || res.url.origin !== ep.origin) return res;
       const www = headerAll(res.headers, 'www-authenticate');
       const text = await readBounded(res.body, MAX_ERROR_BODY).catch(() => '');
       const denied = () => {
@@ -510,7 +512,8 @@ export class RegistryClient {
       };
       if (attempt > 0 || !this.#auth.learn(ep, www)) throw denied();
       const scope = parseChallenges(www).find((c) => c.scheme === 'bearer')?.params.scope;
-      const o: { refresh: boolean; signal?: AbortSignal; extraScope?: string } = { refresh: true };
+      const o: { refused?: string; signal?: AbortSignal; extraScope?: string } = {};
+      if (authz.header) o.refused = authz.header;
       if (req.signal) o.signal = req.signal;
       if (scope) o.extraScope = scope;
       const next = await this.#auth.authorize(ep, req.scopes, o);

@@ -13,6 +13,8 @@ import { MediaType, MAX_MANIFEST_BYTES, type Descriptor } from '../../src/core/o
 import { sha256 } from '../../src/core/digest.ts';
 import { parseReference } from '../../src/core/reference.ts';
 import { kindOf } from '../../src/core/errors.ts';
+import { Authenticator } from '../../src/distribution/auth.ts';
+import { createAgent, endpointFor } from '../../src/distribution/transport.ts';
 import { ContentStore } from '../../src/content/content-store.ts';
 
 function image(reg: FakeRegistry, repo: string, tag: string, layerBytes = Buffer.from('layer-bytes-' + repo)) {
@@ -447,6 +449,78 @@ describe('RegistryClient auth', () => {
       reg.tokens.clear(); // the registry forgets every token
       assert.deepEqual(await rc.fetchBlobBytes(ref, img.configDesc), img.config);
       assert.equal(reg.tokenRequests.length, 2);
+    } finally {
+      await rc.close();
+      await reg.close();
+    }
+  });
+
+  test('parallel first requests share one token fetch', async () => {
+    const reg = await FakeRegistry.start({ auth: { kind: 'bearer', anonymousPull: true } });
+    const rc = new RegistryClient(fast);
+    try {
+      const blobs = [0, 1, 2, 3, 4].map((i) => ({ mediaType: MediaType.OciLayer, ...reg.addBlob('par/x', Buffer.alloc(1000, i)) }));
+      const ref = parseReference(`${reg.host}/par/x`);
+      await Promise.all(blobs.map(async (b) => collect(await rc.fetchBlob(ref, b))));
+      assert.equal(reg.tokenRequests.length, 1);
+    } finally {
+      await rc.close();
+      await reg.close();
+    }
+  });
+
+  test('tokens are renewed when they expire (expires_in)', async () => {
+    const reg = await FakeRegistry.start({ auth: { kind: 'bearer', anonymousPull: true, expiresIn: 60 } });
+    const dispatcher = createAgent();
+    let now = 1_000_000;
+    const auth = new Authenticator({ dispatcher, now: () => now });
+    try {
+      const ep = endpointFor(reg.host);
+      auth.learn(ep, ['Bearer realm="' + reg.url + '/token",service="fake-registry"']);
+      const scopes = ['repository:a/b:pull'];
+      const t1 = await auth.authorize(ep, scopes);
+      assert.match(t1.header ?? '', /^Bearer tok-/);
+      now += 30_000;
+      assert.equal((await auth.authorize(ep, scopes)).header, t1.header, 'reused while fresh');
+      now += 30_000;
+      const t3 = await auth.authorize(ep, scopes);
+      assert.notEqual(t3.header, t1.header, 'renewed after expiry');
+      assert.equal(reg.tokenRequests.length, 2);
+      // Another scope set is another token.
+      await auth.authorize(ep, ['repository:a/c:pull']);
+      assert.equal(reg.tokenRequests.length, 3);
+    } finally {
+      await dispatcher.close();
+      await reg.close();
+    }
+  });
+
+  test('an upload interrupted by a transient failure restarts in a new session', async () => {
+    let failPuts = 1;
+    const reg = await FakeRegistry.start({
+      hook: (req, res, url) => {
+        if (req.method !== 'PUT' || !url.pathname.includes('/uploads/') || failPuts <= 0) return false;
+        failPuts--;
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(502);
+          res.end();
+        });
+        return true;
+      },
+    });
+    const rc = new RegistryClient(fast);
+    try {
+      const layer = Buffer.from('retried layer');
+      const desc = { mediaType: MediaType.OciLayer, digest: sha256(layer), size: layer.length };
+      let bodies = 0;
+      await rc.uploadBlob(parseReference(`${reg.host}/up/x`), desc, () => {
+        bodies++;
+        return Readable.from([layer]);
+      });
+      assert.equal(bodies, 2);
+      assert.ok(reg.repos.get('up/x')!.blobs.has(desc.digest));
+      assert.equal(reg.requests.filter((q) => q.method === 'POST').length, 2);
     } finally {
       await rc.close();
       await reg.close();
