@@ -77,7 +77,7 @@ export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+
 export const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 
 /** Push a config and layers, then an image manifest referencing them. */
-export async function pushImage(url: string, name: string, ref: string, opts: { layers?: string[]; mediaType?: string; extra?: Record<string, unknown> } = {}): Promise<{ digest: string; body: Buffer; res: Response }> {
+export async function pushImage(url: string, name: string, ref: string, opts: { layers?: string[]; mediaType?: string; extra?: Record<string, unknown> } = {}): Promise<{ digest: string; body: Buffer<ArrayBuffer>; res: Response }> {
   const mediaType = opts.mediaType ?? OCI_MANIFEST;
   const config = await pushBlob(url, name, JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, n: Math.random() }));
   const layers = [];
