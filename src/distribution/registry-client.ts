@@ -10,6 +10,7 @@
 //       bytes hash to the digest, Docker-Content-Digest when sent, the child's size; refused:
 //       > MAX_MANIFEST_BYTES (never buffered past it), schema 1, ambiguous documents.
 //   getManifest(repo, tagOrDigest, {signal})     -> { kind, mediaType, document, digest, bytes } (no platform step)
+//   headManifest(repo, tagOrDigest, {signal})    -> { digest, mediaType, size } | undefined (HEAD, no body)
 //   fetchBlob(repo, desc, {signal, onProgress})  -> Readable of the blob's bytes. Follows redirects
 //       (dropping Authorization on any change of origin); retries transient failures before the
 //       first byte; resumes a dropped body with Range. It does NOT verify the digest: pipe it
@@ -36,10 +37,10 @@ import {
   BerthError, dataLoss, forbidden, invalidArgument, isKind, notFound, notImplemented, unauthorized, unavailable,
 } from '../core/errors.ts';
 import { MAX_MANIFEST_BYTES, hostPlatform, type Descriptor, type ImageIndex, type ImageManifest, type Platform } from '../core/oci.ts';
-import { familiarString, isValidTag, type Reference } from '../core/reference.ts';
+import { familiarString, isValidRepositoryPath, isValidTag, type Reference } from '../core/reference.ts';
 import { Authenticator, AuthState, parseChallenges, readBounded, readBoundedBytes, registryErrorText, repositoryScope } from './auth.ts';
 import { normalizeRegistry, type AuthProvider, type Credentials } from './credentials.ts';
-import { MANIFEST_ACCEPT, classifyManifest, selectPlatform, type ManifestDocument } from './manifest-document.ts';
+import { MANIFEST_ACCEPT, bareMediaType, classifyManifest, selectPlatform, type ManifestDocument } from './manifest-document.ts';
 import {
   createAgent, endpointFor, header, headerAll, isLoopbackHostname, isTransientNetworkError, isTransientStatus,
   mayCarryCredentials, networkError, type Endpoint,
@@ -216,7 +217,7 @@ export class RegistryClient {
     const byDigest = isDigest(reference);
     if (!byDigest && !isValidTag(reference)) throw invalidArgument(`invalid tag ${JSON.stringify(reference)}`);
     const ep = this.endpoint(repo.domain);
-    const url = new URL(`${ep.origin}/v2/${repo.path}/manifests/${reference}`);
+    const url = repoUrl(ep, repo, `manifests/${reference}`);
     const shown = familiarString(display ?? (byDigest ? { ...repo, digest: reference as Digest } : { ...repo, tag: reference }));
     return this.#withRetry(opts.signal, async () => {
       const res = await this.#send(ep, { method: 'GET', url, scopes: [repositoryScope(repo.path, ['pull'])], headers: { accept: MANIFEST_ACCEPT }, signal: opts.signal, followRedirects: true });
@@ -250,12 +251,36 @@ export class RegistryClient {
     });
   }
 
+  /**
+   * HEAD a manifest: its digest, media type and size without its body, or undefined when the
+   * registry has no such tag/digest (cheap "is my copy current?" checks before a pull or push).
+   */
+  async headManifest(repo: RepositoryRef, reference: string, opts: { signal?: AbortSignal } = {}): Promise<{ digest: Digest; mediaType: string; size: number } | undefined> {
+    if (!isDigest(reference) && !isValidTag(reference)) throw invalidArgument(`invalid tag ${JSON.stringify(reference)}`);
+    const ep = this.endpoint(repo.domain);
+    const url = repoUrl(ep, repo, `manifests/${reference}`);
+    return this.#withRetry(opts.signal, async () => {
+      const res = await this.#send(ep, { method: 'HEAD', url, scopes: [repositoryScope(repo.path, ['pull'])], headers: { accept: MANIFEST_ACCEPT }, signal: opts.signal, followRedirects: true });
+      if (res.statusCode === 404) {
+        await res.body.dump().catch(() => {});
+        return undefined;
+      }
+      await this.#expect(res, [200], `manifest ${reference}`);
+      await res.body.dump().catch(() => {});
+      const d = header(res.headers, 'docker-content-digest');
+      const digest = d !== undefined && isDigest(d) ? d : isDigest(reference) ? reference : undefined;
+      if (!digest) throw unavailable(`manifest ${reference}: registry ${ep.host} sent no Docker-Content-Digest`);
+      if (isDigest(reference) && digest !== reference) throw dataLoss(`manifest digest mismatch: registry says ${digest}, want ${reference}`);
+      return { digest, mediaType: bareMediaType(header(res.headers, 'content-type')), size: Number(header(res.headers, 'content-length') ?? 0) };
+    });
+  }
+
   /** Stream a blob; see the file comment. Rejects (before any byte) on 401/403/404 and persistent failures. */
   async fetchBlob(repo: RepositoryRef, desc: Descriptor, opts: BlobFetchOptions = {}): Promise<Readable> {
     const digest = parseDigest(desc.digest);
     const size = desc.size;
     const ep = this.endpoint(repo.domain);
-    const url = new URL(`${ep.origin}/v2/${repo.path}/blobs/${digest}`);
+    const url = repoUrl(ep, repo, `blobs/${digest}`);
     const scopes = [repositoryScope(repo.path, ['pull'])];
     const { signal, onProgress } = opts;
 
@@ -337,7 +362,7 @@ export class RegistryClient {
   async blobExists(repo: RepositoryRef, digest: Digest, opts: { signal?: AbortSignal } = {}): Promise<boolean> {
     parseDigest(digest);
     const ep = this.endpoint(repo.domain);
-    const url = new URL(`${ep.origin}/v2/${repo.path}/blobs/${digest}`);
+    const url = repoUrl(ep, repo, `blobs/${digest}`);
     return this.#withRetry(opts.signal, async () => {
       const res = await this.#send(ep, { method: 'HEAD', url, scopes: [repositoryScope(repo.path, ['pull', 'push'])], signal: opts.signal, followRedirects: true });
       if (res.statusCode === 404) {
@@ -358,7 +383,8 @@ export class RegistryClient {
   async mountBlob(repo: RepositoryRef, digest: Digest, fromPath: string, opts: { signal?: AbortSignal } = {}): Promise<boolean> {
     parseDigest(digest);
     const ep = this.endpoint(repo.domain);
-    const url = new URL(`${ep.origin}/v2/${repo.path}/blobs/uploads/`);
+    const url = repoUrl(ep, repo, `blobs/uploads/`);
+    if (!isValidRepositoryPath(fromPath)) throw invalidArgument(`invalid repository name ${JSON.stringify(fromPath)}`);
     url.searchParams.set('mount', digest);
     url.searchParams.set('from', fromPath);
     const scopes = [repositoryScope(repo.path, ['pull', 'push']), repositoryScope(fromPath, ['pull'])];
@@ -384,7 +410,7 @@ export class RegistryClient {
     const digest = parseDigest(desc.digest);
     const ep = this.endpoint(repo.domain);
     const scopes = [repositoryScope(repo.path, ['pull', 'push'])];
-    const start = new URL(`${ep.origin}/v2/${repo.path}/blobs/uploads/`);
+    const start = repoUrl(ep, repo, `blobs/uploads/`);
     const { onProgress } = opts;
     // The body is a factory, so a transient failure restarts the whole upload in a new session.
     await this.#withRetry(opts.signal, async () => {
@@ -436,7 +462,7 @@ export class RegistryClient {
       throw invalidArgument(`invalid tag ${JSON.stringify(reference)}`);
     }
     const ep = this.endpoint(repo.domain);
-    const url = new URL(`${ep.origin}/v2/${repo.path}/manifests/${reference}`);
+    const url = repoUrl(ep, repo, `manifests/${reference}`);
     const res = await this.#withRetry(opts.signal, () =>
       this.#send(ep, { method: 'PUT', url, scopes: [repositoryScope(repo.path, ['pull', 'push'])], headers: { 'content-type': mediaType }, body: () => bytes, signal: opts.signal }),
     );
@@ -582,6 +608,12 @@ export class RegistryClient {
       }
     }
   }
+}
+
+/** A URL under /v2/<name>/; the name is checked first (it comes from outside and goes into a URL). */
+function repoUrl(ep: Endpoint, repo: RepositoryRef, suffix: string): URL {
+  if (!isValidRepositoryPath(repo.path)) throw invalidArgument(`invalid repository name ${JSON.stringify(repo.path)}`);
+  return new URL(`${ep.origin}/v2/${repo.path}/${suffix}`);
 }
 
 /** Abandon a response body: close its connection without an unhandled 'error' from undici's abort. */

@@ -76,6 +76,9 @@ describe('RegistryClient against a fake registry (anonymous)', () => {
     const body = await rc.fetchBlob(ref, img.layer, { onProgress: (n) => (progress = n) });
     assert.deepEqual(await collect(body), img.layerBytes);
     assert.equal(progress, img.layerBytes.length);
+    assert.deepEqual(await rc.headManifest(ref, 'v1'), { digest: img.digest, mediaType: MediaType.OciManifest, size: img.bytes.length });
+    assert.equal(await rc.headManifest(ref, 'nope'), undefined);
+    await rejectsKind(rc.getManifest({ domain: reg.host, path: '../x' }, 'v1'), 'InvalidArgument');
     const byDigest = await rc.resolve(parseReference(`${reg.host}/a/b@${img.digest}`));
     assert.equal(byDigest.manifestDigest, img.digest);
     assert.equal(reg.requests.at(-1)!.headers['user-agent'], 'berth-test');
