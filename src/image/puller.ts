@@ -17,7 +17,6 @@
 // so a failed pull leaves no blob, snapshot or record behind. A pull killed with the daemon
 // leaves ingest files (swept at start), snapshotter temp dirs (the snapshotter sweeps them) and
 // unowned blobs or snapshots (GC at start).
-import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { isDigest, parseDigest, shortId, type Digest } from '../core/digest.ts';
@@ -33,6 +32,7 @@ import type { ImageService } from './image-service.ts';
 import type { StoredImage } from './image-store.ts';
 import { progressMessage, Throttle, type ProgressSink } from './progress.ts';
 import { Tee } from './tee.ts';
+import { HashCounter } from './hash-counter.ts';
 
 export interface PullOptions {
   platform?: Platform;
@@ -65,26 +65,6 @@ export function parsePullReference(input: string): Reference {
     return parseReference(input);
   } catch (err) {
     throw invalidArgument(`invalid reference format${/repository name must be lowercase/.test(errorMessage(err)) ? ': repository name (' + input + ') must be lowercase' : ''}`, err);
-  }
-}
-
-/** Counts and hashes bytes passing through (the diffID of an uncompressed layer). */
-class HashCounter extends Transform {
-  readonly #hash = createHash('sha256');
-  bytes = 0;
-  #digest: Digest | undefined;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    this.#hash.update(chunk);
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    this.#digest = `sha256:${this.#hash.digest('hex')}`;
-    cb();
-  }
-  /** Defined once the whole stream went through. */
-  get digest(): Digest | undefined {
-    return this.#digest;
   }
 }
 
