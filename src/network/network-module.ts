@@ -1,0 +1,41 @@
+// Plugs the network service into berthd: `services.networks` and the /networks routes.
+import { randomBytes } from 'node:crypto';
+import type { DaemonModule, Daemon } from '../daemon/server.ts';
+import type { Router } from '../daemon/http.ts';
+import type { Services } from '../daemon/services.ts';
+import { BridgeNetworkService } from './bridge-network-service.ts';
+import { registerNetworkRoutes } from './network-routes.ts';
+
+export function createModule(): DaemonModule {
+  let svc: BridgeNetworkService | undefined;
+  return {
+    async register(router: Router, services: Services, daemon: Daemon) {
+      const test = process.env.BERTH_TEST === '1';
+      const cfg = services.config;
+      // Test daemons run side by side: unless told otherwise each gets its own bridge device,
+      // subnet and iptables chains, and removes them when it stops with no container left.
+      const tag = randomBytes(3).toString('hex');
+      const bridgeName = cfg.bridge ?? (test ? `bt${tag}` : 'berth0');
+      const bridgeCidr = cfg.bip ?? (test ? `10.123.${randomBytes(1)[0]}.1/24` : '172.17.0.1/16');
+      svc = new BridgeNetworkService({
+        host: services.host,
+        dataRoot: cfg.dataRoot,
+        execRoot: cfg.execRoot,
+        log: daemon.log,
+        bridgeName,
+        bridgeCidr,
+        chainPrefix: bridgeName === 'berth0' ? 'BERTH' : `BERTH-${bridgeName}`,
+        cleanupOnClose: test,
+      });
+      await svc.start();
+      const s = svc;
+      // The container module registers first; its lookup is read when a request needs it.
+      s.useContainers({ resolve: (ref) => (services.containerLookup ? services.containerLookup.resolve(ref) : s.resolveLocal(ref)) });
+      services.networks = s;
+      registerNetworkRoutes(router, s);
+    },
+    async close() {
+      await svc?.close();
+    },
+  };
+}
