@@ -147,7 +147,7 @@ function typeflag(type: string): string {
 
 function octal(n: number, width: number): string {
   const s = Math.max(0, Math.floor(n)).toString(8);
-  return s.length >= width ? '7'.repeat(width) : s.padStart(width, '0');
+  return s.length > width ? "7".repeat(width) : s.padStart(width, "0");
 }
 
 /** A 512-byte ustar header (the values that do not fit are carried by the PAX record). */

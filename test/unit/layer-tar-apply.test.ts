@@ -157,6 +157,8 @@ describe('applyLayer: entry types and attributes', () => {
     assert.ok(userCall);
     assert.deepEqual(userCall[0], [join(root, 'a'), join(root, 'b')]);
     assert.ok(!calls.some((c) => String(c[1]).startsWith('trusted.overlay')));
+    // PAX-carrying entries keep their mtime (the ustar field of a PAX entry once overflowed).
+    assert.equal((await stat(join(root, 'ping'))).mtime.getTime(), 1_700_000_000_000);
   });
 });
 
