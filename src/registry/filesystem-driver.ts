@@ -2,7 +2,7 @@
 // <root>/_tmp (same filesystem) and rename into place; data is fsynced before it is renamed
 // into a visible name, so a crash leaves the old bytes or the new, never a torn file.
 import { open, mkdir, rename, readdir, rm, stat, utimes } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { join, dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { notFound, invalidArgument } from '../core/errors.ts';
@@ -10,6 +10,14 @@ import { checkKey, type FileInfo, type StorageDriver } from './storage-driver.ts
 
 const TMP_DIR = '_tmp';
 const READ_CHUNK = 1 << 20;
+/** Buffers in flight per send(): one being read while the others drain into the socket. */
+const SEND_RING = 4;
+const POOL_MAX = 64;
+/**
+ * Reused 1 MiB send buffers. Fresh large buffers cost page faults and GC on every chunk; a
+ * buffer comes back here only after the destination's write callback reported it consumed.
+ */
+const sendPool: Buffer[] = [];
 const WRITE_BATCH = 1 << 20;
 
 function isErrno(err: unknown, ...codes: string[]): boolean {
@@ -82,6 +90,53 @@ export class FilesystemDriver implements StorageDriver {
     } catch (err) {
       if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw notFound(`${path}: not found`);
       throw err;
+    }
+  }
+
+  async send(path: string, dest: Writable, start = 0, end?: number): Promise<void> {
+    const abs = this.#abs(path);
+    let fh;
+    try {
+      fh = await open(abs, 'r');
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw notFound(`${path}: not found`);
+      throw err;
+    }
+    const free: Buffer[] = [];
+    let inFlight = 0;
+    let closed = false;
+    let wake: (() => void) | undefined;
+    const onClose = () => {
+      closed = true;
+      wake?.();
+    };
+    dest.once('close', onClose);
+    const wait = () => new Promise<void>((r) => (wake = r));
+    try {
+      const last = end ?? (await fh.stat()).size - 1;
+      let pos = start;
+      while (pos <= last && !closed) {
+        while (free.length === 0 && inFlight >= SEND_RING && !closed) await wait();
+        if (closed) break;
+        const buf = free.pop() ?? sendPool.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
+        const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, last - pos + 1), pos);
+        if (bytesRead === 0) throw notFound(`${path}: truncated`);
+        pos += bytesRead;
+        inFlight++;
+        dest.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), () => {
+          inFlight--;
+          free.push(buf);
+          const w = wake;
+          wake = undefined;
+          w?.();
+        });
+      }
+      while (inFlight > 0 && !closed) await wait();
+    } finally {
+      dest.off('close', onClose);
+      // Buffers still in flight on a closed destination are left to the GC.
+      for (const b of free) if (sendPool.length < POOL_MAX) sendPool.push(b);
+      await fh.close();
     }
   }
 

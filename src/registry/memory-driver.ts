@@ -1,6 +1,6 @@
 // In-memory StorageDriver for tests: a flat map of file keys; directories exist implicitly
 // while a file lives below them.
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { notFound, invalidArgument } from '../core/errors.ts';
 import { checkKey, type FileInfo, type StorageDriver } from './storage-driver.ts';
 
@@ -33,6 +33,20 @@ export class MemoryDriver implements StorageDriver {
     if (!e) throw notFound(`${path}: not found`);
     const last = end === undefined ? e.data.length : end + 1;
     return Readable.from([e.data.subarray(start, last)], { objectMode: false });
+  }
+
+  async send(path: string, dest: Writable, start = 0, end?: number): Promise<void> {
+    checkKey(path);
+    const e = this.#files.get(path);
+    if (!e) throw notFound(`${path}: not found`);
+    const data = e.data.subarray(start, end === undefined ? e.data.length : end + 1);
+    await new Promise<void>((resolve) => {
+      dest.once('close', resolve);
+      dest.write(data, () => {
+        dest.off('close', resolve);
+        resolve();
+      });
+    });
   }
 
   async append(path: string, source: AsyncIterable<Uint8Array>): Promise<number> {

@@ -4,7 +4,6 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../core/digest.ts';
 import { MediaType } from '../core/oci.ts';
 import type { Logger } from '../pkg/log.ts';
@@ -309,13 +308,9 @@ export class RegistryServer {
       res.end();
       return;
     }
-    const stream = await this.store.openBlob(name, digest, start, end);
     res.writeHead(status, headers);
-    try {
-      await pipeline(stream, res);
-    } catch {
-      // The client went away mid-blob; nothing to report to it.
-    }
+    await this.store.sendBlob(digest, res, start, end);
+    res.end();
   }
 
   // ---- uploads --------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // registry needs). Paths are '/'-separated keys relative to the driver's root, drawn in
 // paths.ts and built nowhere else; a driver refuses keys with empty, '.' or '..' segments.
 // Every implementation runs the one conformance suite in test/unit/registry-storage.test.ts.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { invalidArgument } from '../core/errors.ts';
 
 export interface FileInfo {
@@ -20,6 +20,11 @@ export interface StorageDriver {
   putContent(path: string, data: Uint8Array | string): Promise<void>;
   /** A stream of bytes [start, end] (inclusive end, like fs). NotFound when missing. */
   reader(path: string, start?: number, end?: number): Promise<Readable>;
+  /**
+   * Write bytes [start, end] (inclusive) of `path` to `dest` and resolve once dest accepted
+   * them all (or dest closed early). The fast path for serving blobs. NotFound when missing.
+   */
+  send(path: string, dest: Writable, start?: number, end?: number): Promise<void>;
   /**
    * Append all that `source` yields to `path` (created if missing) and return the new size.
    * All or nothing: when the source fails, the file is cut back to its previous size.

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { isKind } from '../../src/core/errors.ts';
 import { FilesystemDriver } from '../../src/registry/filesystem-driver.ts';
 import { MemoryDriver } from '../../src/registry/memory-driver.ts';
@@ -64,6 +65,25 @@ export function driverSuite(name: string, make: () => Promise<{ driver: StorageD
       assert.equal(await readAll(d, 'r/file'), '0123456789');
       assert.equal(await readAll(d, 'r/file', 2, 5), '2345');
       assert.equal(await readAll(d, 'r/file', 7), '789');
+    });
+
+    it('sends byte ranges into a writable, large files in several chunks', async () => {
+      const big = Buffer.alloc(3 * 1024 * 1024 + 17);
+      for (let i = 0; i < big.length; i++) big[i] = i % 251;
+      await d.putContent('send/big', big);
+      const collect = async (start?: number, end?: number) => {
+        const got: Buffer[] = [];
+        const w = new Writable({ write(c, _e, cb) { got.push(Buffer.from(c)); setImmediate(cb); } });
+        await d.send('send/big', w, start, end);
+        return Buffer.concat(got);
+      };
+      assert.ok((await collect()).equals(big));
+      assert.ok((await collect(1000, 2_500_000)).equals(big.subarray(1000, 2_500_001)));
+      await assert.rejects(d.send('send/none', new Writable({ write(_c, _e, cb) { cb(); } })), (e) => isKind(e, 'NotFound'));
+      // A destination that closes early ends the send instead of hanging it.
+      const early = new Writable({ write(_c, _e, _cb) { setImmediate(() => early.destroy()); } });
+      early.on('error', () => {});
+      await d.send('send/big', early);
     });
 
     it('appends chunks and returns the new size', async () => {
