@@ -127,6 +127,8 @@ class LayerApplier {
   /** Pending xattrs (absolute path -> name -> value), applied in batches at the end. */
   readonly #xattrs = new Map<string, Map<string, Buffer>>();
   readonly #opaque = new Set<string>();
+  /** Overlay mode: whiteout devices this layer made (absolute paths). */
+  readonly #whiteouts = new Set<string>();
 
   constructor(root: string, opts: ApplyOptions) {
     this.#root = root;
@@ -221,6 +223,9 @@ class LayerApplier {
       case 'directory': {
         const kept = await this.#replace(abs, true);
         if (!kept) await mkdir(abs, { mode: 0o700 });
+        // Deleted and recreated in one layer: the new directory must not show the lower one's
+        // content (BuildKit #2614), so it is opaque.
+        if (this.#whiteouts.delete(abs)) this.#opaque.add(abs);
         await this.#chownPath(abs, h);
         this.#dirMeta.set(abs, { mode: h.mode, times: timesOf(h) });
         // A directory's own cached resolution stays valid: it is the same real directory.
@@ -355,6 +360,7 @@ class LayerApplier {
     }
     if (this.#opts.mode === 'overlay') {
       await this.#opts.host.mknod(abs, 'c', 0, 0, 0);
+      this.#whiteouts.add(abs);
     }
   }
 
@@ -404,8 +410,16 @@ class LayerApplier {
     const up = dir.includes('/') ? posix.dirname(dir) : '';
     const parent = await this.#dirOf(name, up);
     let rel = parent === '' ? posix.basename(dir) : `${parent}/${posix.basename(dir)}`;
-    const st = await lstatOrUndefined(posix.join(this.#root, rel));
-    if (st?.isSymbolicLink()) {
+    const abs = posix.join(this.#root, rel);
+    const st = await lstatOrUndefined(abs);
+    if (this.#whiteouts.has(abs)) {
+      // Whited out earlier in this layer, now a parent of new entries: a new, opaque directory.
+      await rm(abs, { force: true });
+      this.#whiteouts.delete(abs);
+      await mkdir(abs, { mode: 0o700 });
+      this.#dirMeta.set(abs, { mode: 0o755, times: { atime: new Date(), mtime: new Date() } });
+      this.#opaque.add(abs);
+    } else if (st?.isSymbolicLink()) {
       rel = await secureResolve(this.#root, rel);
       await this.#mkdirChain(name, rel);
     } else if (!st) {
@@ -458,6 +472,8 @@ class LayerApplier {
     const st = await lstatOrUndefined(abs);
     if (!st) return false;
     if (isDir && st.isDirectory()) return true;
+    // A whiteout replaced by a non-directory needs nothing more: the new entry hides the lower.
+    if (!isDir) this.#whiteouts.delete(abs);
     await rm(abs, { recursive: true, force: true });
     this.#invalidate();
     return false;

@@ -445,3 +445,29 @@ describe('applyLayer: overlay mode (FakeHost)', () => {
     await refused(apply([{ name: 'h', type: 'link', linkname: 'usr/bin/python3.11' }], { mode: 'overlay' }), 'h');
   });
 });
+
+describe('applyLayer: deleted and recreated in one layer (BuildKit #2614)', () => {
+  test('overlay: a directory entry over a whiteout of the same layer is opaque', async () => {
+    await apply([{ name: '.wh.srv' }, { name: 'srv/', type: 'directory' }, { name: 'srv/new', body: 'n' }], { mode: 'overlay' });
+    const xa = host.calls.filter((c) => c.op === 'setxattr').map((c) => c.args);
+    assert.deepEqual(xa, [[[join(root, 'srv')], 'trusted.overlay.opaque', 'y']]);
+  });
+
+  test('overlay: an implicit parent over a whiteout of the same layer is opaque', async () => {
+    await apply([{ name: 'a/.wh.b' }, { name: 'a/b/c', body: 'c' }], { mode: 'overlay' });
+    const xa = host.calls.filter((c) => c.op === 'setxattr').map((c) => c.args);
+    assert.deepEqual(xa, [[[join(root, 'a/b')], 'trusted.overlay.opaque', 'y']]);
+    assert.equal(await readFile(join(root, 'a/b/c'), 'utf8'), 'c');
+  });
+
+  test('overlay: a file over a whiteout needs no opaque marker', async () => {
+    await apply([{ name: '.wh.f' }, { name: 'f', body: 'x' }], { mode: 'overlay' });
+    assert.equal(host.calls.filter((c) => c.op === 'setxattr').length, 0);
+  });
+
+  test('delete: the lower directory content is gone', async () => {
+    await apply([{ name: 'srv/old', body: 'o' }]);
+    await apply([{ name: '.wh.srv' }, { name: 'srv/', type: 'directory' }, { name: 'srv/new', body: 'n' }]);
+    assert.deepEqual(await readdir(join(root, 'srv')), ['new']);
+  });
+});
