@@ -4,11 +4,14 @@ import { imageGroup, imageTopLevel } from './image.ts';
 import { inspect } from './inspect.ts';
 import { systemTopLevel, systemGroupBase } from './system.ts';
 import { registry } from './registry.ts';
+import { containerGroup, containerTopLevel } from './container.ts';
 
 export const commands: Command[] = [
+  ...containerTopLevel,
   ...imageTopLevel,
   inspect,
   ...systemTopLevel,
+  containerGroup,
   imageGroup,
   systemGroupBase,
   registry,
