@@ -52,6 +52,7 @@ export function createModule(): DaemonModule {
       };
       (services.infoProviders ??= []).push(async () => ({ Images: images.store.size }));
       registerImageRoutes(router, { images, puller, registry, graphDriverData: (chain) => graphDriverData(paths.snapshots, chain) });
+      (await import('./push-routes.ts')).registerPushRoutes(router, { images, registry });
     },
     async close(): Promise<void> {
       await registry?.close();
