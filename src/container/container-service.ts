@@ -1,0 +1,1215 @@
+// The container service: Docker's container lifecycle on top of the runtime layer.
+//
+//   create ... record ('creating' -> 'created'), writable snapshot over the image's layers
+//   start .... mount rootfs, network/volumes, spec, conmon + runc create, pending attaches,
+//              runc start -> 'running'
+//   exit ..... conmon writes <execRoot>/exits/<id>; an inotify watch (plus a slow poll) picks it
+//              up: OOM check, runc delete, cgroups, unmount, network teardown -> 'exited';
+//              then --rm or the restart policy
+//   remove ... kill if forced, runtime state, cgroups, mounts, snapshot, files -> gone
+//
+// Every state change is written atomically before it is acted on or reported. At daemon start,
+// `restore()` reattaches to running containers (conmon outlives berthd), records exits that
+// happened while it was down, finishes or undoes half-done creates/removes, and applies restart
+// policies.
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile, readFile, stat, readdir, unlink } from 'node:fs/promises';
+import { watch, existsSync, type FSWatcher } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { join, posix } from 'node:path';
+import { hostname as osHostname } from 'node:os';
+import type { Readable } from 'node:stream';
+import { notFound, invalidArgument, failedPrecondition, internal, errorMessage, isKind, BerthError } from '../core/errors.ts';
+import type { ImageService, ResolvedImage } from '../core/images.ts';
+import type { Snapshotter } from '../core/snapshots.ts';
+import type { NetworkService, Sandbox } from '../core/networks.ts';
+import type { VolumeService, MountPoint } from '../core/volumes.ts';
+import type { Host } from '../host/host.ts';
+import type { Logger } from '../pkg/log.ts';
+import type { DaemonConfig } from '../daemon/config.ts';
+import { buildSpec, specToJson, hostsFile, resolvConf, processArgs, type OciSpec, type OciDevice } from '../runtime/spec.ts';
+import type { CreateBody, DockerConfig, HostConfig } from '../runtime/create-config.ts';
+import { strSlice } from '../runtime/create-config.ts';
+import { hostRlimits } from '../runtime/rlimits.ts';
+import { hostBoundingCaps } from '../runtime/capabilities.ts';
+import { resolveUser } from '../runtime/user.ts';
+import { Cgroups } from '../runtime/cgroups.ts';
+import { OciRuntime, resolveBinary } from '../runtime/oci-runtime.ts';
+import { attachConmon, procStartTime, readExitFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream } from '../runtime/conmon.ts';
+import { ContainerStore, emptyState, type ContainerRecord, type ContainerStatus } from './container-store.ts';
+import { ContainerPaths } from './paths.ts';
+import { EventBus } from './event-bus.ts';
+import { RestartManager, validateRestartPolicy } from './restart-manager.ts';
+import { parseSize, rotateLogs } from './container-logs.ts';
+import { randomName } from './names.ts';
+import { HealthMonitor } from './health-monitor.ts';
+
+export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
+
+export interface ExecConfig {
+  Cmd: string[];
+  Env?: string[];
+  User?: string;
+  WorkingDir?: string;
+  Tty?: boolean;
+  AttachStdin?: boolean;
+  AttachStdout?: boolean;
+  AttachStderr?: boolean;
+  Privileged?: boolean;
+  DetachKeys?: string;
+  ConsoleSize?: [number, number] | null;
+}
+
+export interface ExecRecord {
+  id: string;
+  containerId: string;
+  config: ExecConfig;
+  running: boolean;
+  exitCode: number | null;
+  pid: number;
+  /** conmon's directory for TTY sessions (resize goes to its ctl fifo). */
+  dir?: string;
+  done: Promise<number>;
+}
+
+/** Where attach/exec output goes and stdin comes from. */
+export interface StreamSink {
+  write(stream: 1 | 2, data: Buffer): void;
+  stdin?: Readable;
+}
+
+export interface ServiceDeps {
+  config: DaemonConfig;
+  log: Logger;
+  host: Host;
+  images: () => ImageService | undefined;
+  snapshotter: () => Snapshotter | undefined;
+  networks: () => NetworkService | undefined;
+  volumes: () => VolumeService | undefined;
+  events: EventBus;
+  cgroupParent?: string;
+}
+
+const DEFAULT_LOG_MAX_SIZE = 20 * 1024 * 1024;
+const DEFAULT_LOG_MAX_FILES = 5;
+const INIT_CANDIDATES = ['/usr/bin/catatonit', '/usr/libexec/podman/catatonit', '/usr/bin/tini-static', '/usr/bin/docker-init'];
+
+const SIGNALS: Record<string, number> = {
+  HUP: 1, INT: 2, QUIT: 3, ILL: 4, TRAP: 5, ABRT: 6, BUS: 7, FPE: 8, KILL: 9, USR1: 10, SEGV: 11, USR2: 12, PIPE: 13,
+  ALRM: 14, TERM: 15, STKFLT: 16, CHLD: 17, CONT: 18, STOP: 19, TSTP: 20, TTIN: 21, TTOU: 22, URG: 23, XCPU: 24,
+  XFSZ: 25, VTALRM: 26, PROF: 27, WINCH: 28, IO: 29, PWR: 30, SYS: 31,
+};
+
+/** "SIGTERM", "TERM", "15", "SIGRTMIN+3" -> signal number. */
+export function parseSignal(s: string | number): number {
+  if (typeof s === 'number') return s;
+  const t = s.trim().toUpperCase().replace(/^SIG/, '');
+  if (/^\d+$/.test(t)) {
+    const n = Number(t);
+    if (n < 1 || n > 64) throw invalidArgument(`Invalid signal: ${s}`);
+    return n;
+  }
+  const rt = /^RTMIN(?:\+(\d+))?$|^RTMAX(?:-(\d+))?$/.exec(t);
+  if (rt) return rt[0].startsWith('RTMIN') ? 34 + Number(rt[1] ?? 0) : 64 - Number(rt[2] ?? 0);
+  const n = SIGNALS[t];
+  if (!n) throw invalidArgument(`Invalid signal: ${s}`);
+  return n;
+}
+
+function nowIso(): string {
+  return new Date().toISOString();
+}
+
+export class ContainerService {
+  readonly store: ContainerStore;
+  readonly paths: ContainerPaths;
+  readonly events: EventBus;
+  readonly cgroups: Cgroups;
+  #d: ServiceDeps;
+  #runtimes = new Map<string, OciRuntime>();
+  #restart = new Map<string, RestartManager>();
+  #locks = new Map<string, Promise<unknown>>();
+  #waiters = new Map<string, Array<{ cond: WaitCondition; resolve: (r: { code: number; error?: string }) => void }>>();
+  #exitSignals = new Map<string, { promise: Promise<void>; resolve: () => void }>();
+  #pendingAttach = new Map<string, Array<(bundle: string) => Promise<void>>>();
+  #execs = new Map<string, ExecRecord>();
+  #health: HealthMonitor;
+  #watcher: FSWatcher | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #closed = false;
+  #handlingExit = new Set<string>();
+  readonly initBinary: string | undefined;
+
+  constructor(deps: ServiceDeps) {
+    this.#d = deps;
+    this.paths = new ContainerPaths(deps.config.dataRoot, deps.config.execRoot);
+    this.store = new ContainerStore(this.paths);
+    this.events = deps.events;
+    this.cgroups = new Cgroups({ parent: deps.cgroupParent ?? 'berth' });
+    this.initBinary = INIT_CANDIDATES.find((p) => existsSync(p));
+    this.#health = new HealthMonitor({
+      exec: (id, cmd, timeoutMs) => this.execCapture(id, cmd, timeoutMs),
+      onChange: (rec, status) => {
+        void this.#save(rec).catch(() => {});
+        this.events.emit('container', `health_status: ${status}`, rec.id, this.#attrs(rec));
+      },
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // plumbing
+
+  runtime(name: string): OciRuntime {
+    let r = this.#runtimes.get(name);
+    if (!r) {
+      const path = this.#d.config.runtimes[name];
+      if (!path) throw invalidArgument(`unknown or invalid runtime name: ${name}`);
+      const resolved = resolveBinary(path);
+      if (!resolved.startsWith('/')) throw invalidArgument(`unknown or invalid runtime name: ${name} (${path} not found)`);
+      r = new OciRuntime({ name, path: resolved, root: this.paths.runtimeRoot(name) });
+      this.#runtimes.set(name, r);
+    }
+    return r;
+  }
+
+  /** Serialise operations on one container. */
+  async #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => {});
+    this.#locks.set(id, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(id) === tail) this.#locks.delete(id);
+    }
+  }
+
+  #save(rec: ContainerRecord): Promise<void> {
+    return this.store.save(rec);
+  }
+
+  #attrs(rec: ContainerRecord, extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(rec.config.Labels ?? {}), image: rec.imageRef, name: rec.name.slice(1), ...extra };
+  }
+
+  #rm(id: string): RestartManager {
+    let m = this.#restart.get(id);
+    if (!m) this.#restart.set(id, (m = new RestartManager()));
+    return m;
+  }
+
+  #exitSignal(id: string): { promise: Promise<void>; resolve: () => void } {
+    let s = this.#exitSignals.get(id);
+    if (!s) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      s = { promise, resolve };
+      this.#exitSignals.set(id, s);
+    }
+    return s;
+  }
+
+  /** Resolves when the container's current run ends (for log followers). */
+  stopped(id: string): Promise<void> {
+    const rec = this.store.find(id);
+    if (!rec || !['running', 'paused', 'restarting'].includes(rec.state.status)) return Promise.resolve();
+    return this.#exitSignal(id).promise;
+  }
+
+  #notify(id: string, kind: 'exit' | 'removed', code: number, error?: string): void {
+    const list = this.#waiters.get(id);
+    if (!list) return;
+    const keep = list.filter((w) => {
+      if (kind === 'removed' || w.cond !== 'removed') {
+        w.resolve({ code, error });
+        return false;
+      }
+      return true;
+    });
+    if (keep.length) this.#waiters.set(id, keep);
+    else this.#waiters.delete(id);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // startup / shutdown
+
+  async init(): Promise<void> {
+    await mkdir(this.paths.containersDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.paths.bundlesDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.paths.exitDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.paths.execDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.paths.socketDir, { recursive: true, mode: 0o700 });
+    this.#watcher = watch(this.paths.exitDir, (_ev, file) => {
+      if (file && /^[0-9a-f]{64}$/.test(file)) void this.#onExitFile(file);
+    });
+    this.#watcher.on('error', (err) => this.#d.log.warn({ err: errorMessage(err) }, 'exit watcher failed'));
+    // inotify can drop events under pressure: a slow poll catches what it missed, and rotates logs.
+    this.#poll = setInterval(() => void this.#sweep(), 2000);
+    this.#poll.unref();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#watcher?.close();
+    if (this.#poll) clearInterval(this.#poll);
+    this.#health.stopAll();
+    for (const m of this.#restart.values()) m.cancelPending();
+  }
+
+  async #sweep(): Promise<void> {
+    for (const rec of this.store.all()) {
+      if (rec.state.status !== 'running' && rec.state.status !== 'paused') continue;
+      if ((await readExitFile(this.paths.exitDir, rec.id)) !== undefined) void this.#onExitFile(rec.id);
+      else await this.#maybeRotate(rec).catch(() => {});
+    }
+  }
+
+  async #maybeRotate(rec: ContainerRecord): Promise<void> {
+    if (rec.logMaxFiles <= 1) return;
+    const st = await stat(rec.logPath).catch(() => undefined);
+    if (!st || st.size < rec.logMaxSize) return;
+    await rotateLogs(rec.logPath, rec.logMaxFiles);
+    await reopenLog(this.paths.bundle(rec.id));
+  }
+
+  /** Live restore (see the header). Never throws for one bad container. */
+  async restore(): Promise<void> {
+    const { broken } = await this.store.load();
+    for (const id of broken) {
+      this.#d.log.warn({ container: id }, 'unreadable container record: removing');
+      await this.#teardownFiles(id, 'runc').catch(() => {});
+      await rm(this.paths.dir(id), { recursive: true, force: true });
+    }
+    for (const rec of this.store.all()) {
+      try {
+        await this.#restoreOne(rec);
+      } catch (err) {
+        this.#d.log.error({ container: rec.id, err: errorMessage(err) }, 'restore failed');
+      }
+    }
+  }
+
+  async #restoreOne(rec: ContainerRecord): Promise<void> {
+    const s = rec.state.status;
+    if (s === 'creating') {
+      this.#d.log.info({ container: rec.id }, 'removing a container whose create was interrupted');
+      await this.#teardownFiles(rec.id, rec.runtime);
+      await this.#d.snapshotter()?.remove(rec.id).catch(() => {});
+      await this.store.delete(rec);
+      return;
+    }
+    if (s === 'removing') {
+      await this.#finishRemove(rec, false);
+      return;
+    }
+    if (s === 'running' || s === 'paused') {
+      const code = await readExitFile(this.paths.exitDir, rec.id);
+      if (code !== undefined) {
+        await this.#onExitFile(rec.id, true);
+        return;
+      }
+      if (await sameProcess(rec.state.conmonPid, rec.state.conmonStart)) {
+        this.#d.log.info({ container: rec.id }, 'reattached to running container');
+        this.#health.start(rec);
+        return;
+      }
+      // The monitor is gone without writing an exit code: the container cannot be supervised.
+      if (await sameProcess(rec.state.pid, rec.state.pidStart)) {
+        await this.runtime(rec.runtime).kill(rec.id, 'KILL', true).catch(() => {});
+      }
+      await writeFile(join(this.paths.exitDir, rec.id), '137').catch(() => {});
+      rec.state.error = 'container monitor exited unexpectedly';
+      await this.#onExitFile(rec.id, true);
+      return;
+    }
+    if (s === 'restarting') {
+      rec.state.status = 'exited';
+      await this.#save(rec);
+    }
+    // Exited containers: the restart policy as Docker applies it at daemon start.
+    const name = rec.hostConfig.RestartPolicy?.Name ?? '';
+    const started = rec.state.startedAt !== '0001-01-01T00:00:00Z';
+    if (!started || (rec.state.status !== 'exited' && s !== 'restarting')) return;
+    const max = rec.hostConfig.RestartPolicy?.MaximumRetryCount ?? 0;
+    const restart =
+      name === 'always' ||
+      (name === 'unless-stopped' && !rec.manuallyStopped) ||
+      (name === 'on-failure' && rec.state.exitCode !== 0 && !rec.manuallyStopped && (max === 0 || rec.restartCount < max));
+    if (restart) {
+      await this.#locked(rec.id, () => this.#startContainer(rec)).catch((err: unknown) => this.#d.log.warn({ container: rec.id, err: errorMessage(err) }, 'restart at daemon start failed'));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // create
+
+  async create(body: CreateBody, name?: string): Promise<{ Id: string; Warnings: string[] }> {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidArgument('invalid JSON: config must be an object');
+    if (!body.Image || typeof body.Image !== 'string') throw invalidArgument('Config.Image must be set');
+    const hc: HostConfig = body.HostConfig ?? {};
+    if (typeof hc !== 'object' || hc === null) throw invalidArgument('invalid HostConfig');
+    validateRestartPolicy(hc.RestartPolicy, hc.AutoRemove === true);
+    const runtimeName = hc.Runtime || this.#d.config.defaultRuntime;
+    this.runtime(runtimeName);
+    const nm = hc.NetworkMode ?? '';
+    if (!this.#d.networks() && !['', 'default', 'bridge', 'none', 'host'].includes(nm)) {
+      throw notFound(`network ${nm} not found`);
+    }
+    const images = this.#d.images();
+    if (!images) throw internal('no image service');
+    const img: ResolvedImage = await images.resolve(body.Image);
+    const ic = img.config.config ?? {};
+    const id = randomBytes(32).toString('hex');
+
+    // Docker stores the merged config: image defaults under the create body.
+    const env = new Map<string, string>();
+    for (const e of [...(ic.Env ?? []), ...(body.Env ?? [])]) {
+      const i = e.indexOf('=');
+      if (i < 0) env.delete(e);
+      else env.set(e.slice(0, i), e.slice(i + 1));
+    }
+    const entrypoint = strSlice(body.Entrypoint);
+    const cmd = strSlice(body.Cmd);
+    const config: DockerConfig = {
+      ...body,
+      Hostname: body.Hostname || (nm === 'host' ? osHostname() : id.slice(0, 12)),
+      Domainname: body.Domainname ?? '',
+      User: body.User ?? ic.User ?? '',
+      AttachStdin: body.AttachStdin ?? false,
+      AttachStdout: body.AttachStdout ?? false,
+      AttachStderr: body.AttachStderr ?? false,
+      Tty: body.Tty ?? false,
+      OpenStdin: body.OpenStdin ?? false,
+      StdinOnce: body.StdinOnce ?? false,
+      Env: [...env].map(([k, v]) => `${k}=${v}`),
+      Cmd: cmd && cmd.length ? cmd : (entrypoint && entrypoint.length ? null : ic.Cmd ?? null),
+      Image: body.Image,
+      Volumes: body.Volumes ?? ic.Volumes ?? null,
+      WorkingDir: body.WorkingDir || ic.WorkingDir || '',
+      Entrypoint: entrypoint && entrypoint.length ? (entrypoint.length === 1 && entrypoint[0] === '' ? null : entrypoint) : (entrypoint === undefined || entrypoint === null ? ic.Entrypoint ?? null : null),
+      Labels: { ...(ic.Labels ?? {}), ...(body.Labels ?? {}) },
+      StopSignal: body.StopSignal ?? ic.StopSignal,
+      Healthcheck: body.Healthcheck ?? ic.Healthcheck,
+      ExposedPorts: { ...(ic.ExposedPorts ?? {}), ...(body.ExposedPorts ?? {}) },
+    };
+    delete (config as Record<string, unknown>).HostConfig;
+    delete (config as Record<string, unknown>).NetworkingConfig;
+    if (config.StopSignal) parseSignal(config.StopSignal);
+    const args = processArgs(ic, body);
+    // Validate every flag now (Docker rejects bad flags at create with 400), with stand-in
+    // host facts; start builds the real spec.
+    buildSpec({
+      id, rootfs: '/', image: ic, create: body, user: { uid: 0, gid: 0, additionalGids: [], home: '/' },
+      files: { hostname: '/h', hosts: '/h', resolvConf: '/r' }, cgroupsPath: '/', cgroupVersion: this.cgroups.version,
+      hostRlimits: hostRlimits(), hostCaps: hostBoundingCaps(), initBinary: this.initBinary ?? '/init',
+      devices: (hc.Devices ?? []).map((d) => ({ path: d.PathInContainer || d.PathOnHost, type: 'c' as const, major: 0, minor: 0, access: 'rwm' })),
+    });
+    if (hc.Init && !this.initBinary) throw invalidArgument('--init: no init binary (catatonit or tini) found on this host');
+    for (const d of hc.Devices ?? []) await resolveDevice(d.PathOnHost, d.PathInContainer, d.CgroupPermissions);
+    const logOpts = hc.LogConfig?.Config ?? {};
+    const logType = hc.LogConfig?.Type ?? '';
+    if (logType && !['json-file', 'local', 'k8s-file', 'default'].includes(logType)) throw invalidArgument(`logging driver ${logType} is not supported`);
+    const logMaxSize = logOpts['max-size'] !== undefined ? parseSize(logOpts['max-size']) : DEFAULT_LOG_MAX_SIZE;
+    if (logMaxSize === undefined || logMaxSize < 0) throw invalidArgument(`invalid max-size: ${logOpts['max-size']}`);
+    const logMaxFiles = logOpts['max-file'] !== undefined ? Number(logOpts['max-file']) : DEFAULT_LOG_MAX_FILES;
+    if (!Number.isInteger(logMaxFiles) || logMaxFiles < 1) throw invalidArgument(`invalid value for max-file: ${logOpts['max-file']}`);
+
+    const fullName = name ? (name.startsWith('/') ? name : `/${name}`) : `/${this.#freeName()}`;
+    this.store.reserveName(fullName, id);
+    const rec: ContainerRecord = {
+      id,
+      name: fullName,
+      created: nowIso(),
+      image: img.record.id,
+      imageRef: body.Image,
+      imageTopChainId: img.chainIds[img.chainIds.length - 1],
+      config,
+      hostConfig: { ...hc, NetworkMode: nm || 'bridge', Runtime: runtimeName, RestartPolicy: hc.RestartPolicy ?? { Name: 'no', MaximumRetryCount: 0 }, LogConfig: { Type: 'k8s-file', Config: logOpts } },
+      networkingConfig: body.NetworkingConfig,
+      path: args[0]!,
+      args: args.slice(1),
+      runtime: runtimeName,
+      state: { ...emptyState(), status: 'creating' },
+      restartCount: 0,
+      manuallyStopped: false,
+      logPath: this.paths.log(id),
+      logMaxSize: logMaxSize === 0 ? 0 : Math.max(logMaxSize, 8192),
+      logMaxFiles,
+    };
+    try {
+      await this.#save(rec);
+      const snap = this.#d.snapshotter();
+      if (!snap) throw internal('no snapshotter');
+      await snap.prepare(id, rec.imageTopChainId as never);
+      rec.state.status = 'created';
+      await this.#save(rec);
+    } catch (err) {
+      await this.#d.snapshotter()?.remove(id).catch(() => {});
+      await this.store.delete(rec).catch(() => {});
+      throw err;
+    }
+    this.events.emit('container', 'create', id, this.#attrs(rec));
+    return { Id: id, Warnings: [] };
+  }
+
+  #freeName(): string {
+    for (let i = 0; i < 100; i++) {
+      const n = randomName(i > 10);
+      if (!this.store.hasName(n)) return n;
+    }
+    return `berth_${randomBytes(4).toString('hex')}`;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // start
+
+  /** Start; returns false if it was already running (Docker answers 304). */
+  async start(ref: string): Promise<boolean> {
+    const rec = this.store.get(ref);
+    return this.#locked(rec.id, async () => {
+      const s = rec.state.status;
+      if (s === 'running') return false;
+      if (s === 'paused') throw failedPrecondition('cannot start a paused container, try unpause instead');
+      if (s === 'removing' || s === 'dead' || s === 'creating') throw failedPrecondition(`container ${rec.id} is marked for removal and cannot be started`);
+      rec.manuallyStopped = false;
+      this.#rm(rec.id).reset();
+      await this.#startContainer(rec);
+      return true;
+    });
+  }
+
+  async #mountRootfs(rec: ContainerRecord): Promise<string> {
+    const target = this.paths.rootfs(rec.id);
+    await mkdir(target, { recursive: true, mode: 0o755 });
+    if (await isMountPoint(target)) return target;
+    const snap = this.#d.snapshotter();
+    if (!snap) throw internal('no snapshotter');
+    const mounts = await snap.mounts(rec.id);
+    for (const m of mounts) {
+      if (m.type === 'bind') await this.#d.host.mount(m.source, target, 'none', ['bind', ...m.options.filter((o) => o !== 'rbind' && o !== 'bind')]);
+      else await this.#d.host.mount(m.source, target, m.type, m.options);
+    }
+    return target;
+  }
+
+  async #unmountRootfs(id: string): Promise<void> {
+    const target = this.paths.rootfs(id);
+    for (let i = 0; i < 8 && (await isMountPoint(target)); i++) {
+      await this.#d.host.unmount(target).catch(async () => this.#d.host.unmount(target, { lazy: true }));
+    }
+  }
+
+  async #startContainer(rec: ContainerRecord): Promise<void> {
+    const id = rec.id;
+    const bundle = this.paths.bundle(id);
+    const hc = rec.hostConfig;
+    const rt = this.runtime(rec.runtime);
+    let sandbox: Sandbox | undefined;
+    const net = this.#d.networks();
+    const vols = this.#d.volumes();
+    try {
+      await mkdir(bundle, { recursive: true, mode: 0o700 });
+      const rootfs = await this.#mountRootfs(rec);
+      const images = this.#d.images();
+      const ic = images ? (await images.resolve(rec.image).catch(() => undefined))?.config.config ?? {} : {};
+      const user = await resolveUser(rootfs, rec.config.User ?? '', hc.GroupAdd ?? []);
+      const cwd = rec.config.WorkingDir || '/';
+      if (cwd !== '/') await mkdirInRoot(rootfs, cwd, user.uid, user.gid);
+      const hostNet = hc.NetworkMode === 'host';
+      let files = { hostname: this.paths.etcFile(id, 'hostname'), hosts: this.paths.etcFile(id, 'hosts'), resolvConf: this.paths.etcFile(id, 'resolv.conf') };
+      if (net) {
+        sandbox = await net.setUp({
+          containerId: id, name: rec.name.slice(1), hostname: rec.config.Hostname ?? id.slice(0, 12), domainname: rec.config.Domainname,
+          networkMode: hc.NetworkMode ?? 'bridge', endpointsConfig: (rec.networkingConfig as { EndpointsConfig?: never } | undefined)?.EndpointsConfig,
+          portBindings: hc.PortBindings as never, publishAllPorts: hc.PublishAllPorts as boolean | undefined,
+          exposedPorts: Object.keys(rec.config.ExposedPorts ?? {}), dns: hc.Dns, dnsSearch: hc.DnsSearch, dnsOptions: hc.DnsOptions,
+          extraHosts: hc.ExtraHosts, filesDir: this.paths.dir(id),
+        });
+        files = { hostname: sandbox.hostnamePath, hosts: sandbox.hostsPath, resolvConf: sandbox.resolvConfPath };
+      } else {
+        const hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+        await writeFile(files.hostname, (hostNet ? osHostname() : rec.config.Hostname ?? id.slice(0, 12)) + '\n');
+        await writeFile(files.hosts, hostNet ? await readFile('/etc/hosts', 'utf8').catch(() => hostsFile('localhost')) : hostsFile(rec.config.Hostname ?? '', hc.ExtraHosts ?? []));
+        await writeFile(files.resolvConf, resolvConf(hostResolv, hc.Dns ?? [], hc.DnsSearch ?? [], hc.DnsOptions ?? [], hostNet));
+      }
+      // Entrypoint and Cmd were merged with the image's at create: the spec runs exactly those.
+      let createBody: CreateBody = { ...rec.config, Entrypoint: [rec.path], Cmd: rec.args, HostConfig: hc };
+      let extraMounts: OciSpec['mounts'] = [];
+      let mountPoints: MountPoint[] | undefined;
+      if (vols) {
+        const r = await vols.mountsFor({ containerId: id, binds: hc.Binds, mounts: hc.Mounts as never, tmpfs: hc.Tmpfs, imageVolumes: Object.keys(rec.config.Volumes ?? {}), rootfs });
+        extraMounts = r.oci;
+        mountPoints = r.mountPoints;
+        createBody = { ...createBody, HostConfig: { ...hc, Binds: null, Mounts: null, Tmpfs: null } };
+      }
+      const devices: Array<OciDevice & { access: string }> = [];
+      for (const d of hc.Devices ?? []) devices.push(await resolveDevice(d.PathOnHost, d.PathInContainer, d.CgroupPermissions));
+      const spec = buildSpec({
+        id, rootfs, image: ic, create: createBody, user, files,
+        cgroupsPath: this.cgroups.pathFor(id), cgroupVersion: this.cgroups.version,
+        hostRlimits: hostRlimits(), hostCaps: hostBoundingCaps(), devices, initBinary: this.initBinary,
+      });
+      if (sandbox?.netnsPath) {
+        const ns = spec.linux.namespaces.find((n) => n.type === 'network');
+        if (ns) ns.path = sandbox.netnsPath;
+      }
+      // Later mounts win in runc; keep berth's /etc files after the volumes.
+      const etcIdx = spec.mounts.findIndex((m) => m.destination === '/etc/resolv.conf');
+      spec.mounts.splice(etcIdx >= 0 ? etcIdx : spec.mounts.length, 0, ...extraMounts);
+      await writeFile(join(bundle, 'config.json'), specToJson(spec));
+      await unlink(join(this.paths.exitDir, id)).catch(() => {});
+      await mkdir(join(this.paths.dir(id)), { recursive: true });
+      const started = await rt.create({
+        id, name: rec.name.slice(1), bundle, pidFile: join(bundle, 'pid'), conmonPidFile: join(bundle, 'conmon.pid'),
+        exitDir: this.paths.exitDir, logPath: rec.logPath, logSizeMax: rec.logMaxSize > 0 ? rec.logMaxSize * (rec.logMaxFiles > 1 ? 2 : 1) : undefined,
+        socketDir: this.paths.socketDir, terminal: rec.config.Tty === true, stdin: rec.config.OpenStdin === true,
+        leaveStdinOpen: rec.config.OpenStdin === true && rec.config.StdinOnce !== true, conmonLog: join(bundle, 'conmon.log'),
+      });
+      rec.state.pid = started.pid;
+      rec.state.pidStart = await procStartTime(started.pid);
+      rec.state.conmonPid = started.conmonPid;
+      rec.state.conmonStart = await procStartTime(started.conmonPid);
+      const pending = this.#pendingAttach.get(id) ?? [];
+      this.#pendingAttach.delete(id);
+      await Promise.all(pending.map((p) => p(bundle).catch(() => {})));
+      // Resolve exit waiters of the previous run before the new one can exit.
+      this.#exitSignals.delete(id);
+      await rt.start(id);
+      Object.assign(rec.state, { status: 'running' as ContainerStatus, startedAt: nowIso(), finishedAt: '0001-01-01T00:00:00Z', exitCode: 0, error: '', oomKilled: false });
+      if (mountPoints) (rec as ContainerRecord & { mountPoints?: MountPoint[] }).mountPoints = mountPoints;
+      await this.#save(rec);
+      this.events.emit('container', 'start', id, this.#attrs(rec));
+      this.#health.start(rec);
+    } catch (err) {
+      await rt.delete(id, true).catch(() => {});
+      await this.cgroups.remove(id).catch(() => {});
+      if (sandbox && net) await net.tearDown(id).catch(() => {});
+      await this.#unmountRootfs(id).catch(() => {});
+      const msg = errorMessage(err);
+      rec.state = { ...rec.state, status: rec.state.startedAt === '0001-01-01T00:00:00Z' ? 'created' : 'exited', pid: 0, conmonPid: 0, error: msg, exitCode: /not found|no such file/i.test(msg) ? 127 : /permission denied|not permitted/i.test(msg) ? 126 : 128 };
+      await this.#save(rec).catch(() => {});
+      // The CLI maps these to 127/126 from the message; Docker answers them with 400.
+      if (/executable file not found|no such file or directory|permission denied|not a directory/i.test(msg)) throw invalidArgument(`failed to create task for container: ${msg}`);
+      throw err instanceof BerthError ? err : internal(msg);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // exit
+
+  async #onExitFile(id: string, restoring = false): Promise<void> {
+    if (this.#handlingExit.has(id)) return;
+    const rec = this.store.find(id);
+    if (!rec) return;
+    this.#handlingExit.add(id);
+    try {
+      await this.#locked(id, () => this.#handleExit(rec, restoring));
+    } catch (err) {
+      this.#d.log.error({ container: id, err: errorMessage(err) }, 'exit handling failed');
+    } finally {
+      this.#handlingExit.delete(id);
+    }
+  }
+
+  async #handleExit(rec: ContainerRecord, restoring: boolean): Promise<void> {
+    const id = rec.id;
+    const code = await readExitFile(this.paths.exitDir, id);
+    if (code === undefined) return;
+    if (!['running', 'paused', 'restarting', 'removing'].includes(rec.state.status)) {
+      await unlink(join(this.paths.exitDir, id)).catch(() => {});
+      return;
+    }
+    this.#health.stop(id);
+    const oom = await this.cgroups.oomKilled(id).catch(() => false);
+    await this.runtime(rec.runtime).delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
+    await this.cgroups.remove(id).catch(() => {});
+    const net = this.#d.networks();
+    if (net) void net.tearDown(id).catch(() => {});
+    await this.#unmountRootfs(id).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'unmount failed'));
+    await unlink(join(this.paths.exitDir, id)).catch(() => {});
+    const ranMs = Date.now() - Date.parse(rec.state.startedAt);
+    const removing = rec.state.status === 'removing';
+    rec.state = { ...rec.state, status: removing ? 'removing' : 'exited', pid: 0, pidStart: undefined, conmonPid: 0, conmonStart: undefined, exitCode: code, oomKilled: oom, finishedAt: nowIso() };
+    await this.#save(rec);
+    if (oom) this.events.emit('container', 'oom', id, this.#attrs(rec));
+    this.events.emit('container', 'die', id, this.#attrs(rec, { exitCode: String(code) }));
+    this.#exitSignals.get(id)?.resolve();
+    this.#exitSignals.delete(id);
+    this.#notify(id, 'exit', code, rec.state.error || undefined);
+    if (removing) return;
+    if (rec.hostConfig.AutoRemove) {
+      void this.#autoRemove(rec);
+      return;
+    }
+    const mgr = this.#rm(id);
+    const d = mgr.shouldRestart(rec.hostConfig.RestartPolicy, code, rec.manuallyStopped || this.#closed, rec.restartCount, restoring ? 0 : ranMs);
+    if (!d.restart) return;
+    rec.state.status = 'restarting';
+    await this.#save(rec);
+    mgr.schedule(d.delayMs, () => {
+      void this.#locked(id, async () => {
+        if (rec.state.status !== 'restarting' || !this.store.find(id)) return;
+        rec.restartCount++;
+        try {
+          await this.#startContainer(rec);
+          this.events.emit('container', 'restart', id, this.#attrs(rec));
+        } catch (err) {
+          this.#d.log.warn({ container: id, err: errorMessage(err) }, 'restart failed');
+          rec.state.status = 'exited';
+          await this.#save(rec).catch(() => {});
+        }
+      });
+    });
+  }
+
+  async #autoRemove(rec: ContainerRecord): Promise<void> {
+    try {
+      await this.remove(rec.id, { force: true, volumes: true });
+    } catch (err) {
+      this.#d.log.warn({ container: rec.id, err: errorMessage(err) }, 'auto-remove failed');
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // stop / kill / pause / restart / remove
+
+  #running(rec: ContainerRecord): void {
+    if (rec.state.status !== 'running' && rec.state.status !== 'paused') throw failedPrecondition(`Container ${rec.id} is not running`);
+  }
+
+  /** Send a signal; the PID is checked against its start time first. */
+  async #signal(rec: ContainerRecord, sig: number): Promise<void> {
+    if (!(await sameProcess(rec.state.pid, rec.state.pidStart))) {
+      // Already gone: the exit file will tell.
+      return;
+    }
+    await this.runtime(rec.runtime).kill(rec.id, String(sig)).catch((err: unknown) => {
+      if (!isKind(err, 'NotFound') && !isKind(err, 'FailedPrecondition')) throw err;
+    });
+  }
+
+  async #waitExit(rec: ContainerRecord, timeoutMs: number): Promise<boolean> {
+    if (rec.state.status !== 'running' && rec.state.status !== 'paused' && rec.state.status !== 'removing') return true;
+    if (!rec.state.pid) return true;
+    const sig = this.#exitSignal(rec.id);
+    const check = setInterval(() => void readExitFile(this.paths.exitDir, rec.id).then((c) => { if (c !== undefined) void this.#onExitFile(rec.id); }), 200);
+    try {
+      if (timeoutMs < 0) {
+        await sig.promise;
+        return true;
+      }
+      let t: NodeJS.Timeout | undefined;
+      const r = await Promise.race([sig.promise.then(() => true), new Promise<boolean>((res) => (t = setTimeout(() => res(false), timeoutMs)))]);
+      clearTimeout(t);
+      return r;
+    } finally {
+      clearInterval(check);
+    }
+  }
+
+  /** Returns false if it was not running (304). */
+  async stop(ref: string, opts: { timeout?: number; signal?: string } = {}): Promise<boolean> {
+    const rec = this.store.get(ref);
+    const mgr = this.#rm(rec.id);
+    if (rec.state.status === 'restarting') {
+      mgr.cancelPending();
+      rec.manuallyStopped = true;
+      rec.state.status = 'exited';
+      await this.#save(rec);
+      return true;
+    }
+    if (rec.state.status !== 'running' && rec.state.status !== 'paused') return false;
+    rec.manuallyStopped = true;
+    mgr.cancelPending();
+    await this.#save(rec);
+    this.#health.stop(rec.id);
+    if (rec.state.status === 'paused') await this.runtime(rec.runtime).resume(rec.id).catch(() => {});
+    const sig = parseSignal(opts.signal || rec.config.StopSignal || 'SIGTERM');
+    const timeout = opts.timeout ?? (typeof rec.config.StopTimeout === 'number' ? rec.config.StopTimeout : 10);
+    await this.#signal(rec, sig);
+    if (!(await this.#waitExit(rec, timeout < 0 ? -1 : timeout * 1000))) {
+      await this.#signal(rec, 9);
+      await this.#waitExit(rec, -1);
+    }
+    this.events.emit('container', 'stop', rec.id, this.#attrs(rec));
+    return true;
+  }
+
+  async kill(ref: string, signal = 'SIGKILL'): Promise<void> {
+    const rec = this.store.get(ref);
+    const sig = parseSignal(signal || 'SIGKILL');
+    this.#running(rec);
+    if (rec.state.status === 'paused' && sig !== 9) throw failedPrecondition(`Container ${rec.id} is paused. Unpause the container before stopping or killing`);
+    if (sig === 9 || sig === parseSignal(rec.config.StopSignal || 'SIGTERM')) {
+      rec.manuallyStopped = true;
+      this.#rm(rec.id).cancelPending();
+      await this.#save(rec);
+    }
+    await this.#signal(rec, sig);
+    this.events.emit('container', 'kill', rec.id, this.#attrs(rec, { signal: String(sig) }));
+    if (sig === 9) await this.#waitExit(rec, 10_000);
+  }
+
+  async pause(ref: string): Promise<void> {
+    const rec = this.store.get(ref);
+    await this.#locked(rec.id, async () => {
+      if (rec.state.status === 'paused') throw failedPrecondition(`Container ${rec.id} is already paused`);
+      this.#running(rec);
+      await this.runtime(rec.runtime).pause(rec.id);
+      rec.state.status = 'paused';
+      await this.#save(rec);
+    });
+    this.events.emit('container', 'pause', rec.id, this.#attrs(rec));
+  }
+
+  async unpause(ref: string): Promise<void> {
+    const rec = this.store.get(ref);
+    await this.#locked(rec.id, async () => {
+      if (rec.state.status !== 'paused') throw failedPrecondition(`Container ${rec.id} is not paused`);
+      await this.runtime(rec.runtime).resume(rec.id);
+      rec.state.status = 'running';
+      await this.#save(rec);
+    });
+    this.events.emit('container', 'unpause', rec.id, this.#attrs(rec));
+  }
+
+  async restart(ref: string, opts: { timeout?: number; signal?: string } = {}): Promise<void> {
+    const rec = this.store.get(ref);
+    await this.stop(rec.id, opts);
+    await this.#locked(rec.id, async () => {
+      rec.manuallyStopped = false;
+      this.#rm(rec.id).reset();
+      if (rec.state.status !== 'running') await this.#startContainer(rec);
+    });
+    this.events.emit('container', 'restart', rec.id, this.#attrs(rec));
+  }
+
+  async wait(ref: string, cond: WaitCondition): Promise<{ code: number; error?: string }> {
+    const rec = this.store.get(ref);
+    const s = rec.state.status;
+    const live = s === 'running' || s === 'paused' || s === 'restarting';
+    if (cond === 'not-running' && !live) return { code: rec.state.exitCode, error: rec.state.error || undefined };
+    return new Promise((resolve) => {
+      const list = this.#waiters.get(rec.id) ?? [];
+      list.push({ cond, resolve });
+      this.#waiters.set(rec.id, list);
+    });
+  }
+
+  async remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    const rec = this.store.get(ref);
+    const s = rec.state.status;
+    if ((s === 'running' || s === 'paused' || s === 'restarting') && !opts.force) {
+      if (s === 'restarting') throw failedPrecondition(`You cannot remove a restarting container ${rec.id}. Stop the container before attempting removal or force remove`);
+      throw failedPrecondition(`You cannot remove a ${s} container ${rec.id}. Stop the container before attempting removal or force remove`);
+    }
+    if (s === 'removing' && !this.#handlingExit.has(rec.id) && !opts.force) throw failedPrecondition(`removal of container ${rec.id} is already in progress`);
+    this.#rm(rec.id).cancel();
+    this.#health.stop(rec.id);
+    const wasLive = s === 'running' || s === 'paused';
+    if (wasLive) {
+      rec.state.status = 'removing';
+      await this.#save(rec);
+      if (s === 'paused') await this.runtime(rec.runtime).resume(rec.id).catch(() => {});
+      await this.#signal(rec, 9);
+      await this.#waitExit(rec, 10_000);
+    }
+    await this.#locked(rec.id, () => this.#finishRemove(rec, opts.volumes === true));
+  }
+
+  async #finishRemove(rec: ContainerRecord, volumes: boolean): Promise<void> {
+    if (!this.store.find(rec.id)) return;
+    if (rec.state.status !== 'removing') {
+      rec.state.status = 'removing';
+      await this.#save(rec);
+    }
+    await this.#teardownFiles(rec.id, rec.runtime);
+    await this.#d.networks()?.forget(rec.id).catch(() => {});
+    await this.#d.volumes()?.release(rec.id, { removeAnonymous: volumes || rec.hostConfig.AutoRemove === true }).catch(() => {});
+    await this.#d.snapshotter()?.remove(rec.id).catch((err: unknown) => {
+      if (!isKind(err, 'NotFound')) this.#d.log.warn({ container: rec.id, err: errorMessage(err) }, 'snapshot remove failed');
+    });
+    await this.store.delete(rec);
+    this.#restart.delete(rec.id);
+    this.events.emit('container', 'destroy', rec.id, this.#attrs(rec));
+    this.#notify(rec.id, 'removed', rec.state.exitCode, rec.state.error || undefined);
+    this.#exitSignals.get(rec.id)?.resolve();
+    this.#exitSignals.delete(rec.id);
+  }
+
+  /** Runtime state, cgroups, mounts and runtime files of a container (not its record or snapshot). */
+  async #teardownFiles(id: string, runtimeName: string): Promise<void> {
+    try {
+      await this.runtime(runtimeName).delete(id, true);
+    } catch {
+      /* gone or unknown runtime */
+    }
+    await this.cgroups.remove(id).catch(() => {});
+    await this.#unmountRootfs(id);
+    await rm(this.paths.bundle(id), { recursive: true, force: true });
+    await unlink(join(this.paths.exitDir, id)).catch(() => {});
+    await unlink(join(this.paths.socketDir, id)).catch(() => {});
+  }
+
+  async rename(ref: string, newName: string): Promise<void> {
+    const rec = this.store.get(ref);
+    if (!newName) throw invalidArgument('Neither old nor new names may be empty');
+    const n = newName.startsWith('/') ? newName : `/${newName}`;
+    if (n === rec.name) throw invalidArgument(`Renaming a container with the same name as its current name`);
+    const old = rec.name;
+    this.store.reserveName(n, rec.id);
+    rec.name = n;
+    try {
+      await this.#save(rec);
+    } catch (err) {
+      rec.name = old;
+      this.store.releaseName(n, rec.id);
+      throw err;
+    }
+    this.store.releaseName(old, rec.id);
+    this.events.emit('container', 'rename', rec.id, this.#attrs(rec, { oldName: old }));
+  }
+
+  /** POST /containers/{id}/update: resources and the restart policy. */
+  async update(ref: string, body: HostConfig): Promise<string[]> {
+    if (typeof body !== 'object' || body === null) throw invalidArgument('invalid update body');
+    const rec = this.store.get(ref);
+    return this.#locked(rec.id, async () => {
+      const keys = ['Memory', 'MemorySwap', 'MemoryReservation', 'NanoCpus', 'CpuShares', 'CpuPeriod', 'CpuQuota', 'CpusetCpus', 'CpusetMems', 'PidsLimit', 'BlkioWeight', 'RestartPolicy'] as const;
+      const next: HostConfig = { ...rec.hostConfig };
+      for (const k of keys) if (body[k] !== undefined && body[k] !== null && !(k !== 'RestartPolicy' && body[k] === 0 && k !== 'PidsLimit')) (next as Record<string, unknown>)[k] = body[k];
+      if (body.RestartPolicy) validateRestartPolicy(body.RestartPolicy, rec.hostConfig.AutoRemove === true);
+      if (next.Memory && next.MemorySwap === undefined) next.MemorySwap = 0;
+      const spec = buildSpec({
+        id: rec.id, rootfs: '/', image: {}, create: { ...rec.config, Cmd: ['x'], HostConfig: next }, user: { uid: 0, gid: 0, additionalGids: [], home: '/' },
+        files: { hostname: '/h', hosts: '/h', resolvConf: '/r' }, cgroupsPath: '/', cgroupVersion: this.cgroups.version,
+        hostRlimits: hostRlimits(), hostCaps: hostBoundingCaps(), initBinary: '/init',
+      });
+      if (rec.state.status === 'running' || rec.state.status === 'paused') {
+        const { devices: _d, ...resources } = spec.linux.resources;
+        await this.runtime(rec.runtime).update(rec.id, resources);
+      }
+      rec.hostConfig = next;
+      await this.#save(rec);
+      this.events.emit('container', 'update', rec.id, this.#attrs(rec));
+      return [];
+    });
+  }
+
+  async prune(until?: number, labels: string[] = []): Promise<{ ContainersDeleted: string[]; SpaceReclaimed: number }> {
+    const deleted: string[] = [];
+    for (const rec of this.store.all()) {
+      if (!['exited', 'created', 'dead'].includes(rec.state.status)) continue;
+      if (until !== undefined && Date.parse(rec.created) >= until) continue;
+      if (!labelsMatch(rec.config.Labels ?? {}, labels)) continue;
+      try {
+        await this.remove(rec.id, { volumes: false });
+        deleted.push(rec.id);
+      } catch {
+        /* raced with a start */
+      }
+    }
+    if (deleted.length) this.events.emit('container', 'prune', '', { reclaimed: '0' });
+    return { ContainersDeleted: deleted, SpaceReclaimed: 0 };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // attach
+
+  /**
+   * Attach to a container's streams. For a created container the attach is connected when it
+   * starts (after runc create, before runc start: nothing is missed). Resolves when the streams
+   * end (the container exited) or `signal` aborts.
+   */
+  async attach(ref: string, sink: StreamSink, signal: AbortSignal): Promise<void> {
+    const rec = this.store.get(ref);
+    const connect = async (bundle: string): Promise<AttachStream> => {
+      const a = attachConmon(bundle);
+      a.onData((s, d) => sink.write(rec.config.Tty ? 1 : s, d));
+      await a.ready;
+      if (sink.stdin && rec.config.OpenStdin) {
+        sink.stdin.on('data', (b: Buffer) => a.stdin.write(b));
+        sink.stdin.on('end', () => a.stdin.end());
+        sink.stdin.on('error', () => a.stdin.end());
+        sink.stdin.resume();
+      }
+      return a;
+    };
+    let att: AttachStream | undefined;
+    const s = rec.state.status;
+    if (s === 'running' || s === 'paused') {
+      att = await connect(this.paths.bundle(rec.id));
+    } else if (s === 'created' || s === 'exited' || s === 'restarting') {
+      att = await new Promise<AttachStream | undefined>((resolve) => {
+        const list = this.#pendingAttach.get(rec.id) ?? [];
+        const fn = async (bundle: string) => {
+          try {
+            resolve(await connect(bundle));
+          } catch {
+            resolve(undefined);
+          }
+        };
+        list.push(fn);
+        this.#pendingAttach.set(rec.id, list);
+        signal.addEventListener('abort', () => {
+          const l = this.#pendingAttach.get(rec.id);
+          if (l) this.#pendingAttach.set(rec.id, l.filter((x) => x !== fn));
+          resolve(undefined);
+        }, { once: true });
+      });
+    } else {
+      return;
+    }
+    if (!att) return;
+    const a = att;
+    signal.addEventListener('abort', () => a.close(), { once: true });
+    await a.closed;
+  }
+
+  async resize(ref: string, h: number, w: number): Promise<void> {
+    const rec = this.store.get(ref);
+    this.#running(rec);
+    if (!rec.config.Tty) return;
+    await resizeTty(this.paths.bundle(rec.id), h, w).catch(() => {});
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // exec
+
+  execCreate(ref: string, cfg: ExecConfig): string {
+    const rec = this.store.get(ref);
+    if (rec.state.status === 'paused') throw failedPrecondition(`Container ${rec.id} is paused, unpause the container before exec`);
+    this.#running(rec);
+    if (!Array.isArray(cfg.Cmd) || cfg.Cmd.length === 0) throw invalidArgument('No exec command specified');
+    const id = randomBytes(32).toString('hex');
+    let resolveDone!: (n: number) => void;
+    const done = new Promise<number>((r) => (resolveDone = r));
+    const ex: ExecRecord & { resolveDone: (n: number) => void } = { id, containerId: rec.id, config: cfg, running: false, exitCode: null, pid: 0, done, resolveDone };
+    this.#execs.set(id, ex);
+    this.events.emit('container', `exec_create: ${cfg.Cmd.join(' ')}`, rec.id, this.#attrs(rec, { execID: id }));
+    return id;
+  }
+
+  exec(id: string): ExecRecord {
+    const e = this.#execs.get(id);
+    if (!e) throw notFound(`No such exec instance: ${id}`);
+    return e;
+  }
+
+  async #execProcess(rec: ContainerRecord, cfg: ExecConfig): Promise<object> {
+    const spec = JSON.parse(await readFile(join(this.paths.bundle(rec.id), 'config.json'), 'utf8')) as OciSpec;
+    const p = spec.process;
+    const rootfs = this.paths.rootfs(rec.id);
+    const user = await resolveUser(rootfs, cfg.User || rec.config.User || '', rec.hostConfig.GroupAdd ?? []);
+    const env = new Map<string, string>();
+    for (const e of [...p.env, ...(cfg.Env ?? [])]) {
+      const i = e.indexOf('=');
+      if (i > 0) env.set(e.slice(0, i), e.slice(i + 1));
+    }
+    if (cfg.Tty && !env.has('TERM')) env.set('TERM', 'xterm');
+    const caps = cfg.Privileged ? hostBoundingCaps() : p.capabilities.bounding;
+    return {
+      ...p,
+      terminal: cfg.Tty === true,
+      ...(cfg.Tty && cfg.ConsoleSize && cfg.ConsoleSize[0] > 0 ? { consoleSize: { height: cfg.ConsoleSize[0], width: cfg.ConsoleSize[1] } } : { consoleSize: undefined }),
+      args: cfg.Cmd,
+      env: [...env].map(([k, v]) => `${k}=${v}`),
+      cwd: cfg.WorkingDir ? posix.normalize(cfg.WorkingDir) : p.cwd,
+      user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}) },
+      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+    };
+  }
+
+  /**
+   * Run an exec session. Without a TTY `runc exec` runs as berthd's child with plain pipes; with
+   * one, conmon holds the pty (Node cannot receive the console fd) and the attach bridge relays.
+   */
+  async execStart(id: string, opts: { detach: boolean; tty?: boolean; consoleSize?: [number, number] }, sink: StreamSink | undefined, signal: AbortSignal): Promise<number> {
+    const ex = this.exec(id) as ExecRecord & { resolveDone: (n: number) => void };
+    if (ex.running || ex.exitCode !== null) throw failedPrecondition(`Error: Exec command ${id} is already running`);
+    const rec = this.store.get(ex.containerId);
+    this.#running(rec);
+    const cfg = { ...ex.config, Tty: opts.tty ?? ex.config.Tty, ConsoleSize: opts.consoleSize ?? ex.config.ConsoleSize };
+    const dir = this.paths.exec(id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const procFile = join(dir, 'process.json');
+    await writeFile(procFile, specToJson((await this.#execProcess(rec, cfg)) as OciSpec));
+    const rt = this.runtime(rec.runtime);
+    ex.running = true;
+    this.events.emit('container', `exec_start: ${cfg.Cmd.join(' ')}`, rec.id, this.#attrs(rec, { execID: id }));
+    const finish = async (code: number) => {
+      ex.running = false;
+      ex.exitCode = code;
+      ex.resolveDone(code);
+      this.events.emit('container', 'exec_die', rec.id, this.#attrs(rec, { execID: id, exitCode: String(code) }));
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
+      // Docker keeps finished exec records a while for inspect; drop ours after 5 minutes.
+      setTimeout(() => this.#execs.delete(id), 300_000).unref();
+    };
+    if (!cfg.Tty) {
+      const child = spawn(rt.path, [`--root=${rt.root}`, 'exec', '--process', procFile, rec.id], {
+        stdio: [sink?.stdin && cfg.AttachStdin ? 'pipe' : 'ignore', opts.detach ? 'ignore' : 'pipe', opts.detach ? 'ignore' : 'pipe'],
+        detached: opts.detach,
+      });
+      ex.pid = child.pid ?? 0;
+      let errText = '';
+      child.stdout?.on('data', (b: Buffer) => sink?.write(1, b));
+      child.stderr?.on('data', (b: Buffer) => {
+        if (errText.length < 4096) errText += b.toString();
+        sink?.write(2, b);
+      });
+      if (child.stdin && sink?.stdin) {
+        child.stdin.on('error', () => {});
+        sink.stdin.on('data', (b: Buffer) => child.stdin!.write(b));
+        sink.stdin.on('end', () => child.stdin!.end());
+        sink.stdin.resume();
+      }
+      const onAbort = () => child.kill('SIGKILL');
+      signal.addEventListener('abort', onAbort, { once: true });
+      const code = await new Promise<number>((resolve) => {
+        child.on('error', () => resolve(126));
+        child.on('close', (c, s) => resolve(c ?? (s ? 128 + (SIGNALS[s.replace(/^SIG/, '')] ?? 9) : 128)));
+      });
+      signal.removeEventListener('abort', onAbort);
+      const final = code === 255 && /executable file not found|no such file/.test(errText) ? 127 : code;
+      if (opts.detach) {
+        void finish(final);
+        return 0;
+      }
+      await finish(final);
+      return final;
+    }
+    // TTY: conmon with --exec-attach.
+    ex.dir = dir;
+    const proc = await spawnConmon({
+      id: rec.id, name: id.slice(0, 12), runtimePath: rt.path, runtimeArgs: [`--root=${rt.root}`], bundle: dir,
+      pidFile: join(dir, 'pid'), conmonPidFile: join(dir, 'conmon.pid'), exitDir: dir, logPath: join(dir, 'exec.log'),
+      socketDir: this.paths.socketDir, terminal: true, stdin: cfg.AttachStdin === true, conmonLog: join(dir, 'conmon.log'),
+      exec: { processSpec: procFile, attach: !opts.detach },
+    }).catch(async (err: unknown) => {
+      await finish(126);
+      throw err;
+    });
+    let att: AttachStream | undefined;
+    if (!opts.detach && sink) {
+      att = attachConmon(dir);
+      att.onData((_s, d) => sink.write(1, d));
+      await att.ready.catch(() => {});
+      if (sink.stdin && cfg.AttachStdin) {
+        const a = att;
+        sink.stdin.on('data', (b: Buffer) => a.stdin.write(b));
+        sink.stdin.on('end', () => a.stdin.end());
+        sink.stdin.resume();
+      }
+      signal.addEventListener('abort', () => att?.close(), { once: true });
+    }
+    proc.start?.();
+    const code = await (proc.exitCode ?? Promise.resolve(-1));
+    if (att) await Promise.race([att.closed, new Promise((r) => setTimeout(r, 2000))]);
+    att?.close();
+    await finish(code < 0 ? 126 : code);
+    return code;
+  }
+
+  async execResize(id: string, h: number, w: number): Promise<void> {
+    const ex = this.exec(id);
+    if (ex.dir && ex.config.Tty) await resizeTty(ex.dir, h, w).catch(() => {});
+  }
+
+  /** Run a command in the container and capture its output (health checks). */
+  async execCapture(ref: string, cmd: string[], timeoutMs: number): Promise<{ code: number; output: string }> {
+    const id = this.execCreate(ref, { Cmd: cmd, AttachStdout: true, AttachStderr: true });
+    let output = '';
+    const ac = new AbortController();
+    const t = setTimeout(() => ac.abort(), timeoutMs);
+    try {
+      const code = await this.execStart(id, { detach: false }, { write: (_s, d) => { if (output.length < 4096) output += d.toString(); } }, ac.signal);
+      return { code: ac.signal.aborted ? -1 : code, output: output.slice(0, 4096) };
+    } finally {
+      clearTimeout(t);
+      this.#execs.delete(id);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // filesystem access for export/archive
+
+  /** Run `fn` with the container's rootfs mounted (mounting it if the container is stopped). */
+  async withRootfs<T>(ref: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
+    const rec = this.store.get(ref);
+    const running = rec.state.status === 'running' || rec.state.status === 'paused';
+    const rootfs = running ? this.paths.rootfs(rec.id) : await this.#locked(rec.id, () => this.#mountRootfs(rec));
+    try {
+      return await fn(rootfs);
+    } finally {
+      if (!running) {
+        await this.#locked(rec.id, async () => {
+          if (rec.state.status !== 'running' && rec.state.status !== 'paused') await this.#unmountRootfs(rec.id);
+        }).catch(() => {});
+      }
+    }
+  }
+
+  /** PIDs of the container's processes (host view). */
+  async pids(ref: string): Promise<number[]> {
+    const rec = this.store.get(ref);
+    this.#running(rec);
+    return this.runtime(rec.runtime).pids(rec.id);
+  }
+
+  health(): HealthMonitor {
+    return this.#health;
+  }
+
+  execs(): ExecRecord[] {
+    return [...this.#execs.values()];
+  }
+
+  async listExecDirs(): Promise<string[]> {
+    return readdir(this.paths.execDir).catch(() => []);
+  }
+}
+
+function labelsMatch(labels: Record<string, string>, filters: string[]): boolean {
+  return filters.every((f) => {
+    const neg = f.startsWith('!');
+    const [k, v] = (neg ? f.slice(1) : f).split('=', 2) as [string, string?];
+    const has = v === undefined ? k in labels : labels[k] === v;
+    return neg ? !has : has;
+  });
+}
+
+async function isMountPoint(path: string): Promise<boolean> {
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  const esc = path.replace(/\\/g, '\\134').replace(/ /g, '\\040');
+  return mounts.split('\n').some((l) => l.split(' ')[4] === esc);
+}
+
+/** mkdir -p of the working directory inside the rootfs, never through a symlink out of it. */
+async function mkdirInRoot(rootfs: string, dir: string, uid: number, gid: number): Promise<void> {
+  const { secureJoin } = await import('../layer/secure-join.ts');
+  const p = await secureJoin(rootfs, dir);
+  if (existsSync(p)) return;
+  await mkdir(p, { recursive: true, mode: 0o755 });
+  const { chown } = await import('node:fs/promises');
+  await chown(p, uid, gid).catch(() => {});
+}
+
+async function resolveDevice(pathOnHost: string, inContainer: string | undefined, perms: string | undefined): Promise<OciDevice & { access: string }> {
+  if (!pathOnHost || !pathOnHost.startsWith('/')) throw invalidArgument(`invalid device path: ${pathOnHost}`);
+  const access = perms || 'rwm';
+  if (!/^[rwm]{1,3}$/.test(access)) throw invalidArgument(`invalid device cgroup permissions: ${perms}`);
+  let st;
+  try {
+    st = await stat(pathOnHost);
+  } catch {
+    throw invalidArgument(`error gathering device information while adding custom device "${pathOnHost}": no such file or directory`);
+  }
+  const type = st.isCharacterDevice() ? 'c' : st.isBlockDevice() ? 'b' : undefined;
+  if (!type) throw invalidArgument(`error gathering device information while adding custom device "${pathOnHost}": not a device node`);
+  const rdev = st.rdev;
+  const major = ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+  const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+  return { path: inContainer || pathOnHost, type, major, minor, fileMode: st.mode & 0o7777, uid: 0, gid: 0, access };
+}
