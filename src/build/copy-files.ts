@@ -1,0 +1,226 @@
+// COPY and ADD into a mounted build root. Sources come from a SourceTree (the context, or
+// another stage's rootfs); destinations are resolved inside the build root with secure-join, so
+// a symlink in the image (`/bin -> usr/bin`) is followed only within the root, and an existing
+// entry at a target is replaced, never written through. Symlinks inside copied directories are
+// copied as symlinks. Ownership is 0:0 unless --chown; modes come from the source unless
+// --chmod; mtimes are kept.
+import { constants as fsc } from 'node:fs';
+import { chmod, copyFile, lchown, lstat, lutimes, mkdir, open, rm, symlink, utimes } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { spawn } from 'node:child_process';
+import { PassThrough, type Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { invalidArgument, notFound } from '../core/errors.ts';
+import type { Host } from '../host/host.ts';
+import { secureJoin } from '../layer/secure-join.ts';
+import { applyLayer } from '../layer/tar-apply.ts';
+import { autoDecompress } from '../layer/compression.ts';
+import { parseGroup, parsePasswd, readEtcFile } from '../runtime/user.ts';
+import type { ContextEntry, SourceTree } from './context.ts';
+
+export interface CopyItem {
+  tree: SourceTree;
+  /** Clean path in the tree ('' = its root). */
+  path: string;
+}
+
+export interface CopyOptions {
+  uid: number;
+  gid: number;
+  chmod?: number;
+  /** The destination is a directory (trailing `/`, several sources). */
+  destIsDir: boolean;
+  /** ADD: extract local tar archives into the destination. */
+  extractArchives?: boolean;
+  host: Host;
+}
+
+const isRoot = process.getuid?.() === 0;
+
+/** Copy `items` to absolute in-container path `dest` under `root`. */
+export async function copyInto(root: string, items: readonly CopyItem[], dest: string, opts: CopyOptions): Promise<void> {
+  let destIsDir = opts.destIsDir;
+  if (!destIsDir) {
+    const st = await lstat(await secureJoin(root, dest)).catch(() => undefined);
+    if (st?.isDirectory()) destIsDir = true;
+  }
+  for (const item of items) {
+    const e = await item.tree.entry(item.path);
+    if (!e) throw notFound(`"${item.path}": not found`);
+    if (e.type === 'directory') {
+      await mkdirAll(root, dest, opts);
+      for (const child of await item.tree.list(item.path)) {
+        const rel = item.path === '' ? child.path : child.path.slice(item.path.length + 1);
+        await copyEntry(root, item.tree, child, posix.join(dest, rel), opts);
+      }
+      continue;
+    }
+    const target = destIsDir ? posix.join(dest, posix.basename(item.path)) : dest;
+    if (opts.extractArchives && e.type === 'file') {
+      const src = posix.join(item.tree.root, item.path);
+      const kind = await archiveKind(src);
+      if (kind) {
+        await mkdirAll(root, dest, opts);
+        const into = await secureJoin(root, dest);
+        await applyLayer(into, decompressStream(src, kind), { mode: 'delete', host: opts.host });
+        continue;
+      }
+    }
+    await mkdirAll(root, posix.dirname(target), opts);
+    await copyEntry(root, item.tree, e, target, opts);
+  }
+}
+
+/** mkdir -p inside root; directories created here get the copy's owner. */
+export async function mkdirAll(root: string, dir: string, opts: Pick<CopyOptions, 'uid' | 'gid'>): Promise<void> {
+  const parts = dir.split('/').filter((c) => c !== '' && c !== '.');
+  let cur = '/';
+  for (const c of parts) {
+    cur = posix.join(cur, c);
+    const p = await secureJoin(root, cur);
+    const st = await lstat(p).catch(() => undefined);
+    if (st?.isDirectory()) continue;
+    if (st) throw invalidArgument(`cannot create directory ${cur}: a file is in the way`);
+    await mkdir(p, { mode: 0o755 });
+    await chmod(p, 0o755);
+    if (isRoot) await lchown(p, opts.uid, opts.gid);
+  }
+}
+
+async function copyEntry(root: string, tree: SourceTree, e: ContextEntry, target: string, opts: CopyOptions): Promise<void> {
+  const parent = await secureJoin(root, posix.dirname(target));
+  const abs = posix.join(parent, posix.basename(target));
+  if (abs === root) return;
+  const existing = await lstat(abs).catch(() => undefined);
+  const src = posix.join(tree.root, e.path);
+  switch (e.type) {
+    case 'directory': {
+      if (existing && !existing.isDirectory()) await rm(abs, { force: true });
+      if (!existing || !existing.isDirectory()) await mkdir(abs);
+      await chmod(abs, opts.chmod ?? e.mode);
+      if (isRoot) await lchown(abs, opts.uid, opts.gid);
+      await utimes(abs, e.mtime, e.mtime);
+      return;
+    }
+    case 'file': {
+      if (existing) {
+        if (existing.isDirectory()) throw invalidArgument(`cannot copy file to ${target}: it is a directory`);
+        await rm(abs, { force: true });
+      }
+      await copyFile(src, abs, fsc.COPYFILE_EXCL);
+      await chmod(abs, opts.chmod ?? e.mode);
+      if (isRoot) await lchown(abs, opts.uid, opts.gid);
+      await utimes(abs, e.mtime, e.mtime);
+      return;
+    }
+    case 'symlink': {
+      if (existing) {
+        if (existing.isDirectory()) await rm(abs, { recursive: true, force: true });
+        else await rm(abs, { force: true });
+      }
+      await symlink(e.linkname ?? '', abs);
+      if (isRoot) await lchown(abs, opts.uid, opts.gid);
+      await lutimes(abs, e.mtime, e.mtime).catch(() => {});
+      return;
+    }
+  }
+}
+
+/** Write one file (heredoc body, downloaded URL) at absolute in-container `target`. */
+export async function writeFileInto(root: string, target: string, data: Buffer | string, mode: number, opts: Pick<CopyOptions, 'uid' | 'gid'>, mtime?: Date): Promise<void> {
+  await mkdirAll(root, posix.dirname(target), opts);
+  const parent = await secureJoin(root, posix.dirname(target));
+  const abs = posix.join(parent, posix.basename(target));
+  const existing = await lstat(abs).catch(() => undefined);
+  if (existing?.isDirectory()) throw invalidArgument(`cannot write ${target}: it is a directory`);
+  if (existing) await rm(abs, { force: true });
+  const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+  try {
+    await fh.writeFile(data);
+    await fh.chmod(mode);
+    if (isRoot) await fh.chown(opts.uid, opts.gid);
+    if (mtime) await fh.utimes(mtime, mtime);
+  } finally {
+    await fh.close();
+  }
+}
+
+type ArchiveKind = 'tar' | 'gzip' | 'zstd' | 'bzip2' | 'xz';
+
+/** Docker's ADD extracts tar, gzip/bzip2/xz (and zstd) compressed tars; anything else is copied. */
+export async function archiveKind(path: string): Promise<ArchiveKind | undefined> {
+  const fh = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  let head: Buffer;
+  try {
+    head = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(head, 0, 512, 0);
+    head = head.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+  const isTar = (b: Buffer) => b.length >= 262 && b.subarray(257, 262).toString('latin1') === 'ustar';
+  if (isTar(head)) return 'tar';
+  if (head[0] === 0x1f && head[1] === 0x8b) return (await peekDecompressed(path, 'gzip')) ? 'gzip' : undefined;
+  if (head.subarray(0, 4).equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]))) return (await peekDecompressed(path, 'zstd')) ? 'zstd' : undefined;
+  if (head.subarray(0, 3).toString('latin1') === 'BZh') return (await peekDecompressed(path, 'bzip2')) ? 'bzip2' : undefined;
+  if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return (await peekDecompressed(path, 'xz')) ? 'xz' : undefined;
+  return undefined;
+}
+
+async function peekDecompressed(path: string, kind: ArchiveKind): Promise<boolean> {
+  const s = decompressStream(path, kind);
+  let buf = Buffer.alloc(0);
+  try {
+    for await (const c of s as AsyncIterable<Buffer>) {
+      buf = Buffer.concat([buf, c]);
+      if (buf.length >= 262) break;
+    }
+  } catch {
+    return false;
+  } finally {
+    s.destroy();
+  }
+  return buf.length >= 262 && buf.subarray(257, 262).toString('latin1') === 'ustar';
+}
+
+function decompressStream(path: string, kind: ArchiveKind): Readable {
+  if (kind === 'tar' || kind === 'gzip' || kind === 'zstd') return createReadStream(path).pipe(autoDecompress());
+  const prog = kind === 'bzip2' ? 'bzip2' : 'xz';
+  const child = spawn(prog, ['-dc', path], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = new PassThrough();
+  child.stdout.pipe(out);
+  child.on('error', (e) => out.destroy(e));
+  out.on('close', () => child.kill());
+  return out;
+}
+
+/** `--chown=user:group` against the build root's /etc/passwd and /etc/group (Docker's rules). */
+export async function resolveChown(root: string, spec: string | undefined): Promise<{ uid: number; gid: number }> {
+  if (!spec) return { uid: 0, gid: 0 };
+  const [u = '', g] = spec.split(':', 2) as [string, string?];
+  const num = (s: string) => (/^\d+$/.test(s) ? Number(s) : undefined);
+  let uid = num(u);
+  if (uid === undefined) {
+    const e = parsePasswd(await readEtcFile(root, 'passwd')).find((p) => p.name === u);
+    if (!e) throw invalidArgument(`unable to convert uid/gid chown string to host mapping: can't find uid for user ${u}: no such user: ${u}`);
+    uid = e.uid;
+  }
+  let gid: number | undefined;
+  if (g === undefined || g === '') gid = uid;
+  else {
+    gid = num(g);
+    if (gid === undefined) {
+      const e = parseGroup(await readEtcFile(root, 'group')).find((x) => x.name === g);
+      if (!e) throw invalidArgument(`unable to convert uid/gid chown string to host mapping: can't find gid for group ${g}: no such group: ${g}`);
+      gid = e.gid;
+    }
+  }
+  return { uid, gid };
+}
+
+/** `--chmod=0755` (octal only, as the legacy builder takes it). */
+export function parseChmod(s: string | undefined): number | undefined {
+  if (s === undefined || s === '') return undefined;
+  if (!/^[0-7]{3,4}$/.test(s)) throw invalidArgument(`invalid chmod parameter: ${s}: want an octal mode such as 0755`);
+  return parseInt(s, 8);
+}

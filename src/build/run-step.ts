@@ -1,0 +1,151 @@
+// Runs one RUN step: a short-lived container on a mounted build snapshot, with the spec the
+// container part generates (Docker's default capabilities, seccomp, masked paths, clamped
+// rlimits) and the build's env, user and working directory. `runc run` runs in the foreground
+// under its own state root (<execRoot>/build-runc), so no conmon is needed: its exit status is
+// the command's, and stdout/stderr stream straight into the build progress.
+//
+// Networking: `default` (and `bridge`) joins the daemon's default bridge through the network
+// service, as `docker build` does; `none` gets an empty network namespace; `host` shares the
+// host's. Without a network service (unit setups) `default` falls back to the host network.
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { internal, invalidArgument } from '../core/errors.ts';
+import type { ContainerConfig } from '../core/oci.ts';
+import type { NetworkService } from '../core/networks.ts';
+import type { Host } from '../host/host.ts';
+import { buildSpec, hostsFile, resolvConf, specToJson, type OciSpec } from '../runtime/spec.ts';
+import { resolveUser } from '../runtime/user.ts';
+import { hostRlimits } from '../runtime/rlimits.ts';
+import { hostBoundingCaps } from '../runtime/capabilities.ts';
+
+export interface RunStepOptions {
+  /** Mounted root filesystem of the step (read-write). */
+  rootfs: string;
+  args: string[];
+  env: string[];
+  user: string;
+  workdir: string;
+  network: string;
+  /** Extra read-only bind mounts (heredoc scripts). */
+  binds?: Array<{ source: string; destination: string }>;
+  output: (chunk: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+export interface StepRunner {
+  /** Run and return the exit code. Throws only when the container cannot be run at all. */
+  run(opts: RunStepOptions): Promise<number>;
+}
+
+export interface RuncStepRunnerOptions {
+  host: Host;
+  /** Where bundles live (private, under the build cache tmp dir). */
+  tmpRoot: string;
+  /** runc --root for build containers. */
+  stateRoot: string;
+  cgroupVersion: '1' | '2';
+  runtimePath?: string;
+  /** Read at call time: the network module registers after the build module may have. */
+  networks?: () => NetworkService | undefined;
+}
+
+export class RuncStepRunner implements StepRunner {
+  readonly #o: RuncStepRunnerOptions;
+  #hostCaps: string[] | undefined;
+
+  constructor(opts: RuncStepRunnerOptions) {
+    this.#o = opts;
+  }
+
+  async run(opts: RunStepOptions): Promise<number> {
+    const id = 'build-' + randomBytes(16).toString('hex');
+    const bundle = join(this.#o.tmpRoot, id);
+    await mkdir(bundle, { recursive: true, mode: 0o700 });
+    const filesDir = join(bundle, 'files');
+    await mkdir(filesDir, { mode: 0o700 });
+    const mode = opts.network === 'bridge' ? 'default' : opts.network;
+    if (!['default', 'none', 'host'].includes(mode)) throw invalidArgument(`network mode ${JSON.stringify(opts.network)} not supported for builds (want default, none or host)`);
+    const networks = mode === 'default' ? this.#o.networks?.() : undefined;
+    const effective = mode === 'default' && !networks ? 'host' : mode;
+    let netnsPath: string | undefined;
+    let files = { hostname: join(filesDir, 'hostname'), hosts: join(filesDir, 'hosts'), resolvConf: join(filesDir, 'resolv.conf') };
+    let sandboxUp = false;
+    try {
+      if (networks) {
+        const sb = await networks.setUp({ containerId: id, name: id, hostname: id.slice(0, 12), networkMode: 'bridge', filesDir });
+        sandboxUp = true;
+        netnsPath = sb.netnsPath;
+        files = { hostname: sb.hostnamePath, hosts: sb.hostsPath, resolvConf: sb.resolvConfPath };
+      } else {
+        const hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+        const hn = effective === 'host' ? (await readFile('/etc/hostname', 'utf8').catch(() => 'localhost')).trim() : id.slice(0, 12);
+        await writeFile(files.hostname, hn + '\n');
+        await writeFile(files.hosts, hostsFile(hn));
+        await writeFile(files.resolvConf, resolvConf(hostResolv, [], [], [], effective === 'host'));
+      }
+      // WORKDIR may not exist yet (Docker creates it for RUN).
+      await mkdirInRoot(opts.rootfs, opts.workdir);
+      const user = await resolveUser(opts.rootfs, opts.user);
+      const image: ContainerConfig = { Env: opts.env, WorkingDir: opts.workdir, User: opts.user, Cmd: opts.args, Entrypoint: null };
+      this.#hostCaps ??= hostBoundingCaps();
+      const spec: OciSpec = buildSpec({
+        id,
+        rootfs: opts.rootfs,
+        image,
+        create: { Cmd: opts.args, Entrypoint: [''], Hostname: id.slice(0, 12), HostConfig: { NetworkMode: effective === 'host' ? 'host' : effective === 'none' ? 'none' : 'bridge' } },
+        user,
+        files,
+        cgroupsPath: this.#o.cgroupVersion === '2' ? `berth-build-${id}` : `/berth-build/${id}`,
+        cgroupVersion: this.#o.cgroupVersion,
+        hostRlimits: hostRlimits(),
+        hostCaps: this.#hostCaps,
+      });
+      spec.process.args = opts.args;
+      if (netnsPath) {
+        for (const ns of spec.linux.namespaces as Array<{ type: string; path?: string }>) if (ns.type === 'network') ns.path = netnsPath;
+      }
+      for (const b of opts.binds ?? []) spec.mounts.push({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'ro', 'rprivate'] });
+      await writeFile(join(bundle, 'config.json'), specToJson(spec));
+      return await this.#runc(id, bundle, opts);
+    } finally {
+      if (sandboxUp) await networks!.tearDown(id).catch(() => {});
+      if (networks) await networks.forget(id).catch(() => {});
+      await rm(bundle, { recursive: true, force: true });
+    }
+  }
+
+  #runc(id: string, bundle: string, opts: RunStepOptions): Promise<number> {
+    const runc = this.#o.runtimePath ?? 'runc';
+    return new Promise((resolve, reject) => {
+      const child = spawn(runc, [`--root=${this.#o.stateRoot}`, 'run', '--bundle', bundle, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', (b: Buffer) => opts.output(b));
+      child.stderr.on('data', (b: Buffer) => opts.output(b));
+      const onAbort = () => {
+        void this.#kill(runc, id);
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      child.on('error', (e) => reject(internal(`${runc}: ${e.message}`)));
+      child.on('close', (code, sig) => {
+        opts.signal?.removeEventListener('abort', onAbort);
+        void this.#cleanup(runc, id).finally(() => resolve(code ?? (sig ? 128 + 9 : 1)));
+      });
+    });
+  }
+
+  async #kill(runc: string, id: string): Promise<void> {
+    await this.#o.host.run(runc, [`--root=${this.#o.stateRoot}`, 'kill', id, 'KILL'], { allowFailure: true }).catch(() => {});
+  }
+
+  async #cleanup(runc: string, id: string): Promise<void> {
+    await this.#o.host.run(runc, [`--root=${this.#o.stateRoot}`, 'delete', '--force', id], { allowFailure: true }).catch(() => {});
+  }
+}
+
+/** mkdir -p of an absolute in-container path, resolved inside the root (symlinks stay inside). */
+export async function mkdirInRoot(root: string, dir: string): Promise<void> {
+  const { secureJoin } = await import('../layer/secure-join.ts');
+  const p = await secureJoin(root, dir);
+  await mkdir(p, { recursive: true, mode: 0o755 });
+}
