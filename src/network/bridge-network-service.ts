@@ -7,6 +7,7 @@
 // (tmpfs: a reboot frees them with the namespaces). At start the service re-reads both, drops
 // sandboxes whose namespace is gone, re-creates bridges, rules, DNS servers and proxies.
 import { readdir, readFile, rm, mkdir, copyFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type {
@@ -106,6 +107,43 @@ export interface BridgeNetworkServiceOptions {
   dnsPort?: number;
   /** Remove bridges and chains on close when no sandbox is live (test daemons). */
   cleanupOnClose?: boolean;
+  /** Test daemons: a file listing what this service made on the host (bridges, chain prefix,
+   *  data root), so a later test daemon can sweep what a killed one left (sweepOrphans). */
+  ownerFile?: string;
+}
+
+interface OwnerRecord {
+  dataRoot: string;
+  chainPrefix: string;
+  bridges: string[];
+}
+
+/** Remove bridges and chains of test daemons whose data root is gone (killed, never cleaned). */
+export async function sweepOrphans(host: Host, dir: string): Promise<string[]> {
+  const swept: string[] = [];
+  let files: string[];
+  try {
+    files = await readdir(dir);
+  } catch {
+    return swept;
+  }
+  for (const f of files) {
+    if (!f.endsWith('.json')) continue;
+    const p = join(dir, f);
+    let rec: OwnerRecord;
+    try {
+      rec = JSON.parse(await readFile(p, 'utf8')) as OwnerRecord;
+    } catch {
+      continue;
+    }
+    if (existsSync(rec.dataRoot)) continue;
+    const links = new LinkOps(host);
+    for (const b of rec.bridges) await links.deleteLink(b);
+    await new Netfilter(host, rec.chainPrefix).removeAll();
+    await rm(p, { force: true });
+    swept.push(...rec.bridges);
+  }
+  return swept;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -161,6 +199,7 @@ export class BridgeNetworkService implements NetworkService {
     }
     await this.#ensurePredefined();
     await this.#sysctl('net.ipv4.ip_forward', '1');
+    await this.#writeOwner();
     for (const n of this.#networks.values()) if (n.driver === 'bridge') await this.#links.ensureBridge(n.bridge!, `${n.gateway}/${parseCidr(n.subnet!).prefix}`);
     for (const f of await readdir(this.#paths.sandboxesDir)) {
       if (!f.endsWith('.json')) continue;
@@ -197,6 +236,7 @@ export class BridgeNetworkService implements NetworkService {
   async destroyAll(): Promise<void> {
     for (const n of this.#networks.values()) if (n.driver === 'bridge') await this.#links.deleteLink(n.bridge!);
     await this.#netfilter.removeAll();
+    if (this.#o.ownerFile) await rm(this.#o.ownerFile, { force: true });
   }
 
   async #ensurePredefined(): Promise<void> {
@@ -388,10 +428,18 @@ export class BridgeNetworkService implements NetworkService {
 
   // ------------------------------------------------------------------ rules and DNS
 
-  #applyRules(): Promise<void> {
+  async #writeOwner(): Promise<void> {
+    if (!this.#o.ownerFile) return;
+    const bridges = [...this.#networks.values()].filter((n) => n.driver === 'bridge').map((n) => n.bridge!);
+    const rec: OwnerRecord = { dataRoot: this.#o.dataRoot, chainPrefix: this.#o.chainPrefix, bridges };
+    await writeJsonAtomic(this.#o.ownerFile, rec);
+  }
+
+  async #applyRules(): Promise<void> {
+    await this.#writeOwner();
     const nets = [...this.#networks.values()].filter((n) => n.driver === 'bridge').map((n) => ({ bridge: n.bridge!, subnet: n.subnet!, internal: n.internal }));
     const ports: FilterPort[] = [...this.#sandboxes.values()].flatMap((s) => s.ports);
-    return this.#netfilter.apply(nets, ports);
+    await this.#netfilter.apply(nets, ports);
   }
 
   async #startDns(n: NetworkRecord): Promise<void> {

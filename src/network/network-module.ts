@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { DaemonModule, Daemon } from '../daemon/server.ts';
 import type { Router } from '../daemon/http.ts';
 import type { Services } from '../daemon/services.ts';
-import { BridgeNetworkService } from './bridge-network-service.ts';
+import { BridgeNetworkService, sweepOrphans } from './bridge-network-service.ts';
 import { registerNetworkRoutes } from './network-routes.ts';
 
 export function createModule(): DaemonModule {
@@ -16,7 +16,9 @@ export function createModule(): DaemonModule {
       // subnet and iptables chains, and removes them when it stops with no container left.
       const tag = randomBytes(3).toString('hex');
       const bridgeName = cfg.bridge ?? (test ? `bt${tag}` : 'berth0');
-      const bridgeCidr = cfg.bip ?? (test ? `10.123.${randomBytes(1)[0]}.1/24` : '172.17.0.1/16');
+      const bridgeCidr = cfg.bip ?? (test ? await freeTestSubnet(services) : '172.17.0.1/16');
+      const ownerDir = '/run/berth-test-networks';
+      if (test) await sweepOrphans(services.host, ownerDir);
       svc = new BridgeNetworkService({
         host: services.host,
         dataRoot: cfg.dataRoot,
@@ -26,6 +28,7 @@ export function createModule(): DaemonModule {
         bridgeCidr,
         chainPrefix: bridgeName === 'berth0' ? 'BERTH' : `BERTH-${bridgeName}`,
         cleanupOnClose: test,
+        ownerFile: test ? `${ownerDir}/${bridgeName}.json` : undefined,
       });
       await svc.start();
       const s = svc;
@@ -38,4 +41,14 @@ export function createModule(): DaemonModule {
       await svc?.close();
     },
   };
+}
+
+/** A 10.124.x.0/24 no route on this host uses yet (test daemons side by side). */
+async function freeTestSubnet(services: Services): Promise<string> {
+  const routes = (await services.host.run('ip', ['-o', '-4', 'route', 'show', 'table', 'all'], { allowFailure: true })).stdout;
+  for (let i = 0; i < 64; i++) {
+    const x = randomBytes(1)[0]!;
+    if (!routes.includes(`10.124.${x}.`)) return `10.124.${x}.1/24`;
+  }
+  return `10.124.${randomBytes(1)[0]}.1/24`;
 }
