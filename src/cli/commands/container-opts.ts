@@ -153,8 +153,9 @@ function readKvFile(path: string, env: Record<string, string | undefined> | unde
     if (/\s/.test(key)) throw bad(`variable '${key.trim()}' contains whitespaces`);
     if (eq !== -1) out.push(line);
     else if (env) {
+      // A bare name takes the client's value; unset names are dropped (docker does the same).
       const v = env[line.trimEnd()];
-      out.push(v !== undefined ? `${line.trimEnd()}=${v}` : line.trimEnd());
+      if (v !== undefined) out.push(`${line.trimEnd()}=${v}`);
     } else out.push(line);
     void i;
   });

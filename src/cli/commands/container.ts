@@ -328,7 +328,7 @@ const CONTAINER_HEADERS = {
   Size: 'SIZE',
   Names: 'NAMES',
   Labels: 'LABELS',
-  Label: 'LABEL',
+  Label: (k: string) => k,
   Mounts: 'MOUNTS',
   LocalVolumes: 'LOCAL VOLUMES',
   Networks: 'NETWORKS',

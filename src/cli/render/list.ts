@@ -10,17 +10,23 @@ export interface ListFormat {
   format?: string;
   /** The table used without --format. */
   defaultTable: string;
-  /** Header names by field ("ID" -> "IMAGE ID"). */
-  headers: Record<string, string>;
+  /** Header names by field ("ID" -> "IMAGE ID"); a function for method fields ({{.Label "k"}} -> "k"). */
+  headers: Record<string, string | ((...args: string[]) => string)>;
 }
 
-function headerRow(headers: Record<string, string>): object {
+function headerRow(headers: ListFormat['headers']): object {
   return new Proxy(
     {},
     {
-      get: (_t, k) => (typeof k === 'string' ? headers[k] ?? k.toUpperCase() : undefined),
-      ownKeys: () => Object.keys(headers),
-      getOwnPropertyDescriptor: (_t, k) => (typeof k === 'string' && k in headers ? { enumerable: true, configurable: true, value: headers[k] } : undefined),
+      // Callable, so method-style fields ({{.Label "x"}}) get their header too.
+      get: (_t, k) => {
+        if (typeof k !== 'string') return undefined;
+        const h = headers[k] ?? k.toUpperCase();
+        if (typeof h === 'function') return h;
+        return Object.assign(() => h, { toString: () => h });
+      },
+      ownKeys: () => Object.keys(headers).filter((k) => typeof headers[k] === 'string'),
+      getOwnPropertyDescriptor: (_t, k) => (typeof k === 'string' && typeof headers[k] === 'string' ? { enumerable: true, configurable: true, value: headers[k] } : undefined),
     },
   );
 }
