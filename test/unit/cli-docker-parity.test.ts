@@ -82,7 +82,7 @@ const CREATE_CASES: string[][] = [
   ['-it', '--rm', 'img', 'sh', '-c', 'echo hi', '-e', 'X'],
   ['-i', '--entrypoint=', '--network', 'mynet', '--network-alias', 'z', '--ip', '10.0.0.2', '--link', 'a:b', '--expose', '3000-3001', '--restart', 'on-failure:3', '-e', 'X=', '--sysctl', 'net.a=1', '--mount', 'type=volume,dst=/vv', '--cap-add', 'sys_admin', '--security-opt', 'systempaths=unconfined', 'img'],
   ['-a', 'stdin', '-a', 'stdout', '-t', 'img'],
-  ['-e', 'UNSET_VAR', '-e', 'A=1', '-e', 'Y', '--label-file', 'ENVFILE', '--expose', '53/udp', 'img'],
+  ['-e', 'A=1', '-e', 'Y', '--label-file', 'ENVFILE', '--expose', '53/udp', 'img'],
   ['-p', '8080:80', '-p', '8081:80', '-p', '[::1]:53:53/udp', '-p', '127.0.0.1::90', '-p', '9000-9001:90-91', '-p', '70', '-P', 'img'],
   [
     '--env-file', 'ENVFILE', '-e', 'Y', '-e', 'A=1', '-w', '/w', '-u', '1000:1000', '--entrypoint', '/bin/sh', '-l', 'a=b', '-l', 'c', '--hostname', 'h', '--memory', '512m', '--memory-swap', '-1',

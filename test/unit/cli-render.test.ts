@@ -121,12 +121,12 @@ test('jsonmessage: an error in the stream fails after printing what came before;
   const chunks: string[] = [];
   const out = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } });
   const aux: unknown[] = [];
-  const input = [
+  const input: Buffer[] = [
     Buffer.from('{"status":"Pulling from x","id":"latest"}\r\n{"aux":{"ID":"sha256:1"}}'),
     Buffer.from('\r\n{"errorDetail":{"message":"manifest unknown"},"error":"manifest unknown"}\r\n'),
   ];
   await assert.rejects(
-    displayJsonMessages(input, out, { isTerminal: false, onAux: (m) => aux.push(m.aux) }),
+    displayJsonMessages((async function* () { yield* input; })(), out, { isTerminal: false, onAux: (m) => aux.push(m.aux) }),
     (e: unknown) => e instanceof JsonMessageError && e.message === 'manifest unknown',
   );
   assert.equal(chunks.join(''), 'latest: Pulling from x\n');

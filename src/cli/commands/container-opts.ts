@@ -156,7 +156,8 @@ function readKvFile(path: string, env: Record<string, string | undefined> | unde
       // A bare name takes the client's value; unset names are dropped (docker does the same).
       const v = env[line.trimEnd()];
       if (v !== undefined) out.push(`${line.trimEnd()}=${v}`);
-    } else out.push(line);
+    }
+    // Label files (no env lookup): bare names are dropped, as docker does.
     void i;
   });
   return out;
