@@ -123,6 +123,8 @@ interface StageState {
   platform: Platform;
   /** A CMD was set in this stage (then ENTRYPOINT keeps it). */
   cmdSet: boolean;
+  /** This stage's progress output (kept in stage order, see BuildRun.#writer). */
+  out: (s: string) => void;
 }
 
 interface StageJob {
@@ -179,6 +181,45 @@ class BuildRun {
 
   #out(stream: string): void {
     if (!this.#req.quiet) this.#req.out({ stream });
+  }
+
+  // Stages run concurrently but their output is shown in Dockerfile order, as a sequential
+  // build would print it: the first unfinished stage streams live, later ones are buffered
+  // until every stage before them is done.
+  #order: number[] = [];
+  #cursor = 0;
+  #buffers = new Map<number, string[]>();
+  #finished = new Set<number>();
+
+  #writer(index: number): (s: string) => void {
+    return (s: string) => {
+      if (this.#order[this.#cursor] === index) this.#out(s);
+      else {
+        const b = this.#buffers.get(index) ?? [];
+        b.push(s);
+        this.#buffers.set(index, b);
+      }
+    };
+  }
+
+  #stageDone(index: number): void {
+    this.#finished.add(index);
+    while (this.#cursor < this.#order.length) {
+      const cur = this.#order[this.#cursor]!;
+      for (const s of this.#buffers.get(cur) ?? []) this.#out(s);
+      this.#buffers.delete(cur);
+      if (!this.#finished.has(cur)) break;
+      this.#cursor++;
+    }
+  }
+
+  /** On failure: show whatever the stages printed, in order. */
+  #flushAll(): void {
+    for (const i of this.#order) {
+      for (const s of this.#buffers.get(i) ?? []) this.#out(s);
+      this.#buffers.delete(i);
+    }
+    this.#cursor = this.#order.length;
   }
 
   async execute(): Promise<BuildResult> {
@@ -244,7 +285,14 @@ class BuildRun {
       for (const ins of s.instructions) this.#stepNo.set(ins, ++this.#total);
     }
     this.#jobs = stages.map((stage) => ({ stage }));
-    const final = await this.#stageResult(target.index);
+    this.#order = [...needed].sort((a, b) => a - b);
+    let final: StageState;
+    try {
+      final = await this.#stageResult(target.index);
+    } catch (err) {
+      this.#flushAll();
+      throw err;
+    }
 
     const unused = [...this.#buildArgs.keys()].filter((k) => !this.#usedArgs.has(k) && !(PROXY_ARGS as readonly string[]).includes(k));
     if (unused.length) this.#out(`[Warning] One or more build-args [${unused.sort().join(' ')}] were not consumed\n`);
@@ -292,8 +340,8 @@ class BuildRun {
     return job.promise;
   }
 
-  #step(node: Instruction | Stage, text: string): void {
-    this.#out(`Step ${this.#stepNo.get(node) ?? '?'}/${this.#total} : ${text}\n`);
+  #step(out: (s: string) => void, node: Instruction | Stage, text: string): void {
+    out(`Step ${this.#stepNo.get(node) ?? '?'}/${this.#total} : ${text}\n`);
   }
 
   #expand(word: string, env: Env, line: number, opts: { words?: false } = {}): string {
@@ -325,12 +373,14 @@ class BuildRun {
       if (this.#req.signal?.aborted) throw new BerthError('Canceled', 'build canceled');
       await this.#instruction(stage, st, ins);
     }
+    this.#stageDone(stage.index);
     return st;
   }
 
   async #from(stage: Stage): Promise<StageState> {
     const from = stage.from;
-    this.#step(stage, from.original.replace(/^\S+/, 'FROM'));
+    const out = this.#writer(stage.index);
+    this.#step(out, stage, from.original.replace(/^\S+/, 'FROM'));
     const image = this.#expand(from.image, this.#globalArgs, from.line);
     const platformWord = from.platform !== undefined ? this.#expand(from.platform, this.#globalArgs, from.line) : undefined;
     const platform = platformFromFlag(platformWord) ?? this.#platform;
@@ -338,7 +388,7 @@ class BuildRun {
     let st: StageState;
     if (parentStage) {
       const p = await this.#stageResult(parentStage.index);
-      st = { config: structuredClone(p.config), layers: [...p.layers], chain: [...p.chain], key: p.key, args: new Map(), platform: p.platform, cmdSet: false };
+      st = { config: structuredClone(p.config), layers: [...p.layers], chain: [...p.chain], key: p.key, args: new Map(), platform: p.platform, cmdSet: false, out };
     } else if (image === 'scratch') {
       st = {
         config: { architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}), config: {}, rootfs: { type: 'layers', diff_ids: [] }, history: [] },
@@ -348,22 +398,23 @@ class BuildRun {
         args: new Map(),
         platform,
         cmdSet: false,
+        out,
       };
     } else {
-      const resolved = await this.#baseImage(image, platform, from.platform !== undefined);
+      const resolved = await this.#baseImage(image, platform, from.platform !== undefined, out);
       const layers = await this.#layersOf(resolved);
       const config = structuredClone(resolved.config);
-      st = { config, layers, chain: [...resolved.chainIds], key: hash('image', resolved.record.id), args: new Map(), platform, cmdSet: false };
+      st = { config, layers, chain: [...resolved.chainIds], key: hash('image', resolved.record.id), args: new Map(), platform, cmdSet: false, out };
     }
     st.config.config ??= {};
     const cc = st.config.config;
     if (!cc.Env || cc.Env.length === 0) cc.Env = [DEFAULT_PATH_ENV];
-    this.#out(` ---> ${st.chain.length || parentStage ? shortId(this.#stateId(st)) : 'scratch'}\n`);
+    out(` ---> ${st.chain.length || parentStage ? shortId(this.#stateId(st)) : 'scratch'}\n`);
     // ONBUILD triggers of the base image run right after FROM (and are not inherited).
     const triggers = cc.OnBuild ?? [];
     if (triggers.length && !parentStage) {
       cc.OnBuild = null;
-      this.#out(`# Executing ${triggers.length} build trigger${triggers.length > 1 ? 's' : ''}\n`);
+      out(`# Executing ${triggers.length} build trigger${triggers.length > 1 ? 's' : ''}\n`);
       for (const t of triggers) {
         let ins: Instruction;
         try {
@@ -377,7 +428,7 @@ class BuildRun {
     return st;
   }
 
-  async #baseImage(ref: string, platform: Platform, explicitPlatform: boolean): Promise<ResolvedImage> {
+  async #baseImage(ref: string, platform: Platform, explicitPlatform: boolean, out: (s: string) => void): Promise<ResolvedImage> {
     const tryLocal = async () => {
       try {
         return await this.#d.images.resolve(ref);
@@ -396,7 +447,7 @@ class BuildRun {
       }
       throw notFound(`pull access denied for ${ref}, repository does not exist or may require 'docker login'`);
     }
-    this.#out(`${this.#req.pull ? 'Pulling' : 'Unable to find image locally, pulling'} ${ref}\n`);
+    out(`${this.#req.pull ? 'Pulling' : 'Unable to find image locally, pulling'} ${ref}\n`);
     try {
       const opts: { platform?: Platform; signal?: AbortSignal } = { platform };
       if (this.#req.signal) opts.signal = this.#req.signal;
@@ -408,7 +459,7 @@ class BuildRun {
       if (this.#req.pull) {
         const again = await tryLocal();
         if (again) {
-          this.#out(`Pull failed (${errorMessage(err)}); using the local image\n`);
+          out(`Pull failed (${errorMessage(err)}); using the local image\n`);
           return again;
         }
       }
@@ -444,7 +495,7 @@ class BuildRun {
   // Instructions
 
   async #instruction(stage: Stage, st: StageState, ins: Instruction, trigger = false): Promise<void> {
-    this.#step(ins, trigger ? ins.original : ins.original.replace(/^\S+/, ins.kind));
+    this.#step(st.out, ins, trigger ? ins.original : ins.original.replace(/^\S+/, ins.kind));
     const cc = (st.config.config ??= {});
     const env = this.#env(st);
     const line = ins.line;
@@ -570,7 +621,7 @@ class BuildRun {
           else st.args.delete(decl.name);
         }
         // ARG changes nothing by itself: the cache misses at the first use of a changed value.
-        this.#out(` ---> ${shortId(this.#stateId(st))}\n`);
+        st.out(` ---> ${shortId(this.#stateId(st))}\n`);
         return;
       }
       case 'RUN':
@@ -591,10 +642,10 @@ class BuildRun {
     const hit = this.#req.noCache ? undefined : this.#d.cache.get(key);
     const created = hit?.created ?? new Date().toISOString();
     if (!hit) this.#d.cache.put(key, { created });
-    else this.#out(' ---> Using cache\n');
+    else st.out(' ---> Using cache\n');
     st.key = key;
     this.#history(st, { created, created_by: `/bin/sh -c #(nop)  ${createdBy}`, empty_layer: true });
-    this.#out(` ---> ${shortId(this.#stateId(st))}\n`);
+    st.out(` ---> ${shortId(this.#stateId(st))}\n`);
   }
 
   #history(st: StageState, h: HistoryEntry): void {
@@ -653,7 +704,7 @@ class BuildRun {
         binds.push({ source: dir, destination: '/dev/pipes' });
       }
       const cid = randomBytes(6).toString('hex');
-      this.#out(` ---> Running in ${cid}\n`);
+      st.out(` ---> Running in ${cid}\n`);
       const opts: Parameters<StepRunner['run']>[0] = {
         rootfs: root,
         args,
@@ -662,7 +713,7 @@ class BuildRun {
         workdir: cc.WorkingDir || '/',
         network,
         binds,
-        output: (chunk) => this.#out(chunk.toString('utf8')),
+        output: (chunk) => st.out(chunk.toString('utf8')),
       };
       if (this.#req.signal) opts.signal = this.#req.signal;
       const code = await this.#d.runner.run(opts);
@@ -670,7 +721,7 @@ class BuildRun {
         const shown = ins.command.json ? JSON.stringify(args) : args.join(' ');
         throw new BuildStepError(`The command '${shown}' returned a non-zero code: ${code}`, code);
       }
-      this.#out(`Removing intermediate container ${cid}\n`);
+      st.out(`Removing intermediate container ${cid}\n`);
     });
   }
 
@@ -687,7 +738,7 @@ class BuildRun {
     if (ins.from !== undefined) {
       if (ins.kind === 'ADD') throw new DockerfileError(dfn, line, 'ADD does not support --from');
       const from = this.#expand(ins.from, env, line);
-      const h = await this.#fromTree(from, line);
+      const h = await this.#fromTree(from, line, st.out);
       tree = h.tree;
       fromDesc = h.desc;
     }
@@ -780,7 +831,7 @@ class BuildRun {
   }
 
   /** `COPY --from`: a previous stage (by name or index) or an image, mounted read-only. */
-  async #fromTree(from: string, line: number): Promise<{ tree: SourceTree; desc: string }> {
+  async #fromTree(from: string, line: number, out: (s: string) => void): Promise<{ tree: SourceTree; desc: string }> {
     let chain: Digest[];
     let desc: string;
     const stage = /^\d+$/.test(from) ? this.#df.stages[Number(from)] : this.#df.stages.find((s) => s.name === from.toLowerCase());
@@ -791,7 +842,7 @@ class BuildRun {
     } else {
       let img: ResolvedImage;
       try {
-        img = await this.#baseImage(from, this.#platform, false);
+        img = await this.#baseImage(from, this.#platform, false, out);
       } catch (err) {
         throw new DockerfileError(this.#dfName(), line, `invalid from flag value ${from}: ${errorMessage(err)}`);
       }
@@ -848,9 +899,10 @@ class BuildRun {
       return { path: m.source, unmount: async () => {} };
     }
     await mkdir(target, { recursive: true, mode: 0o755 });
-    let options = m.options;
-    if (readonly) options = [...options.filter((o) => !o.startsWith('upperdir=') && !o.startsWith('workdir=')), 'ro'];
-    await this.#d.host.mount(m.source, target, m.type, options);
+    // Read-only uses keep the snapshot's upper dir (overlay refuses a single lowerdir without
+    // one); nothing writes there and the snapshot is removed afterwards.
+    void readonly;
+    await this.#d.host.mount(m.source, target, m.type, m.options);
     return {
       path: target,
       unmount: async () => {
@@ -870,20 +922,21 @@ class BuildRun {
     if (!this.#req.noCache) {
       const hit = this.#d.cache.get(key);
       if (hit && (await this.#usable(hit.layer, parent))) {
-        this.#out(' ---> Using cache\n');
+        st.out(' ---> Using cache\n');
         st.key = key;
         if (hit.layer) this.#pushLayer(st, hit.layer);
         this.#history(st, history(hit.created));
-        this.#out(` ---> ${shortId(this.#stateId(st))}\n`);
+        st.out(` ---> ${shortId(this.#stateId(st))}\n`);
         return;
       }
       if (hit) this.#d.cache.delete(key);
     }
-    const snapKey = `build-${this.#id}-${++this.#snapSeq}`;
+    const seq = ++this.#snapSeq;
+    const snapKey = `build-${this.#id}-${seq}`;
     const mounts = await this.#d.snapshotter.prepare(snapKey, parent);
     let committed = false;
     try {
-      const root = await this.#mountAt(mounts, join(this.#tmp, `mnt-${this.#snapSeq}`));
+      const root = await this.#mountAt(mounts, join(this.#tmp, `mnt-${seq}`));
       try {
         await mutate(root.path);
       } finally {
@@ -896,7 +949,7 @@ class BuildRun {
       st.key = key;
       this.#pushLayer(st, layer);
       this.#history(st, history(created));
-      this.#out(` ---> ${shortId(this.#stateId(st))}\n`);
+      st.out(` ---> ${shortId(this.#stateId(st))}\n`);
     } finally {
       if (!committed) await this.#d.snapshotter.remove(snapKey).catch(() => {});
     }
