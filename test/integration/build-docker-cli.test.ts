@@ -1,0 +1,74 @@
+// `DOCKER_BUILDKIT=0 docker build` (the real docker CLI 28, legacy builder protocol) and
+// docker-compose 1.29 `build:` through berthd.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { api, docker, importBusybox, isRoot, run, startDaemon, tempDir, type TestDaemon } from '../helpers/fixtures.ts';
+
+const skip = !isRoot ? 'needs root' : false;
+let d: TestDaemon;
+
+before(async () => {
+  if (skip) return;
+  d = await startDaemon();
+  await importBusybox(d);
+});
+after(async () => {
+  if (skip) return;
+  await d.cleanup();
+});
+
+const legacy = (args: string[], input?: string) =>
+  docker({ ...d, env: { ...d.env, DOCKER_BUILDKIT: '0' } }, args, { timeoutMs: 120000, ...(input !== undefined ? { input } : {}) });
+
+test('docker build (legacy builder): progress, tags, build args, -f, --target, cache, --iidfile', { skip }, async () => {
+  await using dir = await tempDir('berth-cli-build-');
+  await mkdir(join(dir.path, 'sub'));
+  await writeFile(join(dir.path, 'sub', 'Containerfile'), 'FROM busybox AS base\nARG MSG=default\nRUN echo "msg=$MSG" > /msg\nCOPY data.txt /data.txt\nFROM base AS final\nCMD ["cat", "/msg"]\n');
+  await writeFile(join(dir.path, 'data.txt'), 'data\n');
+  await writeFile(join(dir.path, '.dockerignore'), 'ignored.txt\n');
+  await writeFile(join(dir.path, 'ignored.txt'), 'x');
+  const iid = join(dir.path, 'iid');
+  const r = await legacy(['build', '-t', 'clibuild:1', '-f', join(dir.path, 'sub', 'Containerfile'), '--build-arg', 'MSG=hello', '--iidfile', iid, dir.path]);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /Step 1\/6 : FROM busybox AS base/);
+  assert.match(r.stdout, /Successfully built [0-9a-f]{12}/);
+  assert.match(r.stdout, /Successfully tagged clibuild:1/);
+  const img = (await api(d.socket, 'GET', '/images/clibuild:1/json')).json();
+  assert.deepEqual(img.Config.Cmd, ['cat', '/msg']);
+  const { readFile } = await import('node:fs/promises');
+  assert.equal((await readFile(iid, 'utf8')).trim(), img.Id);
+  // a no-op rebuild uses the cache and gives the same ID
+  const again = await legacy(['build', '-q', '-t', 'clibuild:1', '-f', join(dir.path, 'sub', 'Containerfile'), '--build-arg', 'MSG=hello', dir.path]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout.trim(), img.Id);
+  // --target
+  const t = await legacy(['build', '-t', 'clibuild:base', '--target', 'base', '-f', join(dir.path, 'sub', 'Containerfile'), dir.path]);
+  assert.equal(t.code, 0, t.stderr);
+  assert.doesNotMatch(t.stdout, /CMD/);
+});
+
+test('docker build: a failing RUN exits non-zero with the error; Dockerfile from stdin', { skip }, async () => {
+  await using dir = await tempDir('berth-cli-build-');
+  await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN echo out; exit 7\n');
+  const r = await legacy(['build', '-t', 'clifail:1', dir.path]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr + r.stdout, /The command '\/bin\/sh -c echo out; exit 7' returned a non-zero code: 7/);
+  assert.equal((await api(d.socket, 'GET', '/images/clifail:1/json')).status, 404);
+  const s = await legacy(['build', '-t', 'clistdin:1', '-'], 'FROM busybox\nRUN echo from-stdin\n');
+  assert.equal(s.code, 0, s.stderr + s.stdout);
+  assert.match(s.stdout, /from-stdin/);
+});
+
+test('docker-compose 1.29 build:', { skip }, async () => {
+  await using dir = await tempDir('berth-compose-build-');
+  await mkdir(join(dir.path, 'app'));
+  await writeFile(join(dir.path, 'app', 'Dockerfile'), 'FROM busybox\nARG V\nRUN echo "v=$V" > /v\n');
+  await writeFile(join(dir.path, 'docker-compose.yml'), 'version: "3"\nservices:\n  app:\n    build:\n      context: ./app\n      args:\n        V: composed\n    image: composebuilt:1\n');
+  const r = await run('docker-compose', ['-f', join(dir.path, 'docker-compose.yml'), 'build'], { env: { ...d.env, DOCKER_BUILDKIT: '0', COMPOSE_DOCKER_CLI_BUILD: '0' }, timeoutMs: 120000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const img = await api(d.socket, 'GET', '/images/composebuilt:1/json');
+  assert.equal(img.status, 200);
+  assert.ok(img.json().Config.Env.length > 0);
+});
