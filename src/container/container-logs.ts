@@ -132,6 +132,14 @@ export async function streamLogs(
   }, stopped, signal);
 }
 
+/** Follow a log from byte `offset` of the live file until `stopped` (attach without stdin). */
+export async function followLog(logPath: string, offset: number, onEntry: (e: LogEntry) => void, stopped: Promise<void>, signal: AbortSignal): Promise<void> {
+  await followFile(logPath, offset, (line) => {
+    const e = parseLogLine(line);
+    if (e) onEntry(e);
+  }, stopped, signal);
+}
+
 /** Tail -F: read appended lines from `offset`, reopening when the file is rotated or truncated. */
 async function followFile(path: string, offset: number, onLine: (l: string) => void, stopped: Promise<void>, signal: AbortSignal): Promise<void> {
   let pos = offset;

@@ -32,7 +32,7 @@ import type { CreateBody, DockerConfig, HostConfig } from '../runtime/create-con
 import { strSlice } from '../runtime/create-config.ts';
 import { hostRlimits } from '../runtime/rlimits.ts';
 import { hostBoundingCaps } from '../runtime/capabilities.ts';
-import { resolveUser } from '../runtime/user.ts';
+import { resolveUser, resolveUserInLayers } from '../runtime/user.ts';
 import { Cgroups } from '../runtime/cgroups.ts';
 import { OciRuntime, resolveBinary } from '../runtime/oci-runtime.ts';
 import { attachConmon, procStartTime, readExitFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream } from '../runtime/conmon.ts';
@@ -40,7 +40,7 @@ import { ContainerStore, emptyState, type ContainerRecord, type ContainerStatus 
 import { ContainerPaths } from './paths.ts';
 import { EventBus } from './event-bus.ts';
 import { RestartManager, validateRestartPolicy } from './restart-manager.ts';
-import { parseSize, rotateLogs } from './container-logs.ts';
+import { parseSize, rotateLogs, followLog } from './container-logs.ts';
 import { randomName } from './names.ts';
 import { HealthMonitor } from './health-monitor.ts';
 
@@ -506,16 +506,41 @@ export class ContainerService {
     const hc = rec.hostConfig;
     const rt = this.runtime(rec.runtime);
     let sandbox: Sandbox | undefined;
-    const net = this.#d.networks();
+    // --network none and host need no network service: runc makes a netns with only lo (none)
+    // or joins none (host) itself, which costs nothing on the `run --rm` critical path.
+    const net = hc.NetworkMode === 'none' || hc.NetworkMode === 'host' ? undefined : this.#d.networks();
     const vols = this.#d.volumes();
+    const tr = tracer(`start ${id.slice(0, 12)}`, this.#d.log);
     try {
       await mkdir(bundle, { recursive: true, mode: 0o700 });
-      const rootfs = await this.#mountRootfs(rec);
+      const snap = this.#d.snapshotter();
+      if (!snap) throw internal('no snapshotter');
+      // The rootfs is mounted by runc inside the container's mount namespace (an overlay mount
+      // over "/"): no host mount to make, none to leak, nothing to unmount at exit. Only the
+      // volume service's copy-up needs the merged tree on the host first.
+      const needHostRootfs = vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0);
+      const rootfs = this.paths.rootfs(id);
+      await mkdir(rootfs, { recursive: true, mode: 0o755 });
+      let rootMount: OciSpec['mounts'][number] | undefined;
+      let rootPath = rootfs;
+      let layers: string[];
+      const snapMounts = await snap.mounts(id);
+      const m0 = snapMounts[0]!;
+      if (m0.type === 'overlay') {
+        const opt = (k: string) => m0.options.find((o) => o.startsWith(k + '='))?.slice(k.length + 1);
+        layers = [opt('upperdir')!, ...(opt('lowerdir') ?? '').split(':').filter(Boolean)];
+        if (!needHostRootfs) rootMount = { destination: '/', type: 'overlay', source: 'overlay', options: m0.options };
+      } else {
+        layers = [m0.source];
+        if (!needHostRootfs) rootPath = m0.source;
+      }
+      if (needHostRootfs) await this.#mountRootfs(rec);
+      tr('mount');
       const images = this.#d.images();
       const ic = images ? (await images.resolve(rec.image).catch(() => undefined))?.config.config ?? {} : {};
-      const user = await resolveUser(rootfs, rec.config.User ?? '', hc.GroupAdd ?? []);
-      const cwd = rec.config.WorkingDir || '/';
-      if (cwd !== '/') await mkdirInRoot(rootfs, cwd, user.uid, user.gid);
+      tr('image');
+      const user = needHostRootfs ? await resolveUser(rootfs, rec.config.User ?? '', hc.GroupAdd ?? []) : await resolveUserInLayers(layers, rec.config.User ?? '', hc.GroupAdd ?? []);
+      tr('user');
       const hostNet = hc.NetworkMode === 'host';
       let files = { hostname: this.paths.etcFile(id, 'hostname'), hosts: this.paths.etcFile(id, 'hosts'), resolvConf: this.paths.etcFile(id, 'resolv.conf') };
       if (net) {
@@ -534,11 +559,12 @@ export class ContainerService {
         await writeFile(files.resolvConf, resolvConf(hostResolv, hc.Dns ?? [], hc.DnsSearch ?? [], hc.DnsOptions ?? [], hostNet));
       }
       // Entrypoint and Cmd were merged with the image's at create: the spec runs exactly those.
+      tr('net');
       let createBody: CreateBody = { ...rec.config, Entrypoint: [rec.path], Cmd: rec.args, HostConfig: hc };
       let extraMounts: OciSpec['mounts'] = [];
       let mountPoints: MountPoint[] | undefined;
       if (vols) {
-        const r = await vols.mountsFor({ containerId: id, binds: hc.Binds, mounts: hc.Mounts as never, tmpfs: hc.Tmpfs, imageVolumes: Object.keys(rec.config.Volumes ?? {}), rootfs });
+        const r = await vols.mountsFor({ containerId: id, binds: hc.Binds, mounts: hc.Mounts as never, tmpfs: hc.Tmpfs, imageVolumes: Object.keys(rec.config.Volumes ?? {}), rootfs: needHostRootfs ? rootfs : undefined });
         extraMounts = r.oci;
         mountPoints = r.mountPoints;
         createBody = { ...createBody, HostConfig: { ...hc, Binds: null, Mounts: null, Tmpfs: null } };
@@ -546,10 +572,11 @@ export class ContainerService {
       const devices: Array<OciDevice & { access: string }> = [];
       for (const d of hc.Devices ?? []) devices.push(await resolveDevice(d.PathOnHost, d.PathInContainer, d.CgroupPermissions));
       const spec = buildSpec({
-        id, rootfs, image: ic, create: createBody, user, files,
+        id, rootfs: rootPath, image: ic, create: createBody, user, files,
         cgroupsPath: this.cgroups.pathFor(id), cgroupVersion: this.cgroups.version,
         hostRlimits: hostRlimits(), hostCaps: hostBoundingCaps(), devices, initBinary: this.initBinary,
       });
+      if (rootMount) spec.mounts.unshift(rootMount);
       if (sandbox?.netnsPath) {
         const ns = spec.linux.namespaces.find((n) => n.type === 'network');
         if (ns) ns.path = sandbox.netnsPath;
@@ -557,6 +584,7 @@ export class ContainerService {
       // Later mounts win in runc; keep berth's /etc files after the volumes.
       const etcIdx = spec.mounts.findIndex((m) => m.destination === '/etc/resolv.conf');
       spec.mounts.splice(etcIdx >= 0 ? etcIdx : spec.mounts.length, 0, ...extraMounts);
+      tr('vols+spec');
       await writeFile(join(bundle, 'config.json'), specToJson(spec));
       await unlink(join(this.paths.exitDir, id)).catch(() => {});
       await mkdir(join(this.paths.dir(id)), { recursive: true });
@@ -566,19 +594,23 @@ export class ContainerService {
         socketDir: this.paths.socketDir, terminal: rec.config.Tty === true, stdin: rec.config.OpenStdin === true,
         leaveStdinOpen: rec.config.OpenStdin === true && rec.config.StdinOnce !== true, conmonLog: join(bundle, 'conmon.log'),
       });
+      tr('conmon');
       rec.state.pid = started.pid;
       rec.state.pidStart = await procStartTime(started.pid);
       rec.state.conmonPid = started.conmonPid;
       rec.state.conmonStart = await procStartTime(started.conmonPid);
+      // A fresh exit signal for this run, before attachers take it.
+      this.#exitSignals.delete(id);
       const pending = this.#pendingAttach.get(id) ?? [];
       this.#pendingAttach.delete(id);
       await Promise.all(pending.map((p) => p(bundle).catch(() => {})));
-      // Resolve exit waiters of the previous run before the new one can exit.
-      this.#exitSignals.delete(id);
+      tr('attach');
       await rt.start(id);
+      tr('runc start');
       Object.assign(rec.state, { status: 'running' as ContainerStatus, startedAt: nowIso(), finishedAt: '0001-01-01T00:00:00Z', exitCode: 0, error: '', oomKilled: false });
       if (mountPoints) (rec as ContainerRecord & { mountPoints?: MountPoint[] }).mountPoints = mountPoints;
       await this.#save(rec);
+      tr('save');
       this.events.emit('container', 'start', id, this.#attrs(rec));
       this.#health.start(rec);
     } catch (err) {
@@ -621,17 +653,36 @@ export class ContainerService {
       return;
     }
     this.#health.stop(id);
+    const tr = tracer(`exit ${id.slice(0, 12)}`, this.#d.log);
     const oom = await this.cgroups.oomKilled(id).catch(() => false);
-    await this.runtime(rec.runtime).delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
+    tr('oom');
+    const rt = this.runtime(rec.runtime);
+    // Fast path: init is gone (so is every process of its PID namespace), so removing the cgroup
+    // and the runtime's state is all `runc delete` would do; an EBUSY cgroup (stragglers) falls
+    // back to `runc delete --force`.
+    let fast = false;
+    if (!(await sameProcess(rec.state.pid, rec.state.pidStart))) {
+      try {
+        await this.cgroups.remove(id);
+        fast = await rt.forgetStopped(id);
+      } catch {
+        fast = false;
+      }
+    }
+    if (!fast) await rt.delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
+    tr('runc delete');
     await this.cgroups.remove(id).catch(() => {});
-    const net = this.#d.networks();
+    tr('cgroups');
+    const net = rec.hostConfig.NetworkMode === 'none' || rec.hostConfig.NetworkMode === 'host' ? undefined : this.#d.networks();
     if (net) void net.tearDown(id).catch(() => {});
     await this.#unmountRootfs(id).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'unmount failed'));
     await unlink(join(this.paths.exitDir, id)).catch(() => {});
     const ranMs = Date.now() - Date.parse(rec.state.startedAt);
     const removing = rec.state.status === 'removing';
     rec.state = { ...rec.state, status: removing ? 'removing' : 'exited', pid: 0, pidStart: undefined, conmonPid: 0, conmonStart: undefined, exitCode: code, oomKilled: oom, finishedAt: nowIso() };
+    tr('unmount');
     await this.#save(rec);
+    tr('done');
     if (oom) this.events.emit('container', 'oom', id, this.#attrs(rec));
     this.events.emit('container', 'die', id, this.#attrs(rec, { exitCode: String(code) }));
     this.#exitSignals.get(id)?.resolve();
@@ -841,7 +892,9 @@ export class ContainerService {
   /** Runtime state, cgroups, mounts and runtime files of a container (not its record or snapshot). */
   async #teardownFiles(id: string, runtimeName: string): Promise<void> {
     try {
-      await this.runtime(runtimeName).delete(id, true);
+      const rt = this.runtime(runtimeName);
+      // After a recorded exit the runtime state is already gone: skip spawning the runtime.
+      if (existsSync(join(rt.root, id))) await rt.delete(id, true);
     } catch {
       /* gone or unknown runtime */
     }
@@ -924,9 +977,29 @@ export class ContainerService {
    */
   async attach(ref: string, sink: StreamSink, signal: AbortSignal): Promise<void> {
     const rec = this.store.get(ref);
+    const s = rec.state.status;
+    const live = s === 'running' || s === 'paused';
+    if (!live && s !== 'created' && s !== 'exited' && s !== 'restarting') return;
+    if (!(sink.stdin && rec.config.OpenStdin)) {
+      // Output only: follow conmon's log file from where it is now (no bridge process to spawn).
+      const offset = (await stat(rec.logPath).catch(() => undefined))?.size ?? 0;
+      const tty = rec.config.Tty === true;
+      const onEntry = (e: { stream: 1 | 2; data: Buffer }) => sink.write(tty ? 1 : e.stream, e.data);
+      if (live) {
+        await followLog(rec.logPath, offset, onEntry, this.#exitSignal(rec.id).promise, signal);
+        return;
+      }
+      // (Wrapped: resolving with a bare promise would wait for it.)
+      const run = await new Promise<{ stopped: Promise<void> } | undefined>((resolve) => {
+        const fn = async () => resolve({ stopped: this.#exitSignal(rec.id).promise });
+        this.#addPending(rec.id, fn, signal, () => resolve(undefined));
+      });
+      if (run) await followLog(rec.logPath, offset, onEntry, run.stopped, signal);
+      return;
+    }
     const connect = async (bundle: string): Promise<AttachStream> => {
       const a = attachConmon(bundle);
-      a.onData((s, d) => sink.write(rec.config.Tty ? 1 : s, d));
+      a.onData((st, d) => sink.write(rec.config.Tty ? 1 : st, d));
       await a.ready;
       if (sink.stdin && rec.config.OpenStdin) {
         sink.stdin.on('data', (b: Buffer) => a.stdin.write(b));
@@ -937,12 +1010,10 @@ export class ContainerService {
       return a;
     };
     let att: AttachStream | undefined;
-    const s = rec.state.status;
-    if (s === 'running' || s === 'paused') {
+    if (live) {
       att = await connect(this.paths.bundle(rec.id));
-    } else if (s === 'created' || s === 'exited' || s === 'restarting') {
+    } else {
       att = await new Promise<AttachStream | undefined>((resolve) => {
-        const list = this.#pendingAttach.get(rec.id) ?? [];
         const fn = async (bundle: string) => {
           try {
             resolve(await connect(bundle));
@@ -950,21 +1021,25 @@ export class ContainerService {
             resolve(undefined);
           }
         };
-        list.push(fn);
-        this.#pendingAttach.set(rec.id, list);
-        signal.addEventListener('abort', () => {
-          const l = this.#pendingAttach.get(rec.id);
-          if (l) this.#pendingAttach.set(rec.id, l.filter((x) => x !== fn));
-          resolve(undefined);
-        }, { once: true });
+        this.#addPending(rec.id, fn, signal, () => resolve(undefined));
       });
-    } else {
-      return;
     }
     if (!att) return;
     const a = att;
     signal.addEventListener('abort', () => a.close(), { once: true });
     await a.closed;
+  }
+
+  /** Run `fn` at the container's next start, between runc create and runc start. */
+  #addPending(id: string, fn: (bundle: string) => Promise<void>, signal: AbortSignal, onAbort: () => void): void {
+    const list = this.#pendingAttach.get(id) ?? [];
+    list.push(fn);
+    this.#pendingAttach.set(id, list);
+    signal.addEventListener('abort', () => {
+      const l = this.#pendingAttach.get(id);
+      if (l) this.#pendingAttach.set(id, l.filter((x) => x !== fn));
+      onAbort();
+    }, { once: true });
   }
 
   async resize(ref: string, h: number, w: number): Promise<void> {
@@ -1000,8 +1075,7 @@ export class ContainerService {
   async #execProcess(rec: ContainerRecord, cfg: ExecConfig): Promise<object> {
     const spec = JSON.parse(await readFile(join(this.paths.bundle(rec.id), 'config.json'), 'utf8')) as OciSpec;
     const p = spec.process;
-    const rootfs = this.paths.rootfs(rec.id);
-    const user = await resolveUser(rootfs, cfg.User || rec.config.User || '', rec.hostConfig.GroupAdd ?? []);
+    const user = await resolveUser(this.#rootView(rec), cfg.User || rec.config.User || '', rec.hostConfig.GroupAdd ?? []);
     const env = new Map<string, string>();
     for (const e of [...p.env, ...(cfg.Env ?? [])]) {
       const i = e.indexOf('=');
@@ -1135,11 +1209,16 @@ export class ContainerService {
   // ------------------------------------------------------------------------------------------
   // filesystem access for export/archive
 
-  /** Run `fn` with the container's rootfs mounted (mounting it if the container is stopped). */
+  /** The running container's root as the host sees it: its own mount namespace's "/". */
+  #rootView(rec: ContainerRecord): string {
+    return `/proc/${rec.state.pid}/root`;
+  }
+
+  /** Run `fn` with the container's root filesystem (mounted on the host if it is stopped). */
   async withRootfs<T>(ref: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
     const rec = this.store.get(ref);
-    const running = rec.state.status === 'running' || rec.state.status === 'paused';
-    const rootfs = running ? this.paths.rootfs(rec.id) : await this.#locked(rec.id, () => this.#mountRootfs(rec));
+    const running = (rec.state.status === 'running' || rec.state.status === 'paused') && (await sameProcess(rec.state.pid, rec.state.pidStart));
+    const rootfs = running ? this.#rootView(rec) : await this.#locked(rec.id, () => this.#mountRootfs(rec));
     try {
       return await fn(rootfs);
     } finally {
@@ -1171,6 +1250,19 @@ export class ContainerService {
   }
 }
 
+/** BERTH_TRACE=1: log the time each step of an operation took (performance work). */
+function tracer(what: string, log: Logger): (step: string) => void {
+  if (process.env.BERTH_TRACE !== '1') return () => {};
+  let last = performance.now();
+  const steps: string[] = [];
+  return (step: string) => {
+    const now = performance.now();
+    steps.push(`${step}=${(now - last).toFixed(1)}`);
+    last = now;
+    if (step === 'save' || step === 'done') log.info({ steps: steps.join(' ') }, what);
+  };
+}
+
 function labelsMatch(labels: Record<string, string>, filters: string[]): boolean {
   return filters.every((f) => {
     const neg = f.startsWith('!');
@@ -1184,16 +1276,6 @@ async function isMountPoint(path: string): Promise<boolean> {
   const mounts = await readFile('/proc/self/mountinfo', 'utf8');
   const esc = path.replace(/\\/g, '\\134').replace(/ /g, '\\040');
   return mounts.split('\n').some((l) => l.split(' ')[4] === esc);
-}
-
-/** mkdir -p of the working directory inside the rootfs, never through a symlink out of it. */
-async function mkdirInRoot(rootfs: string, dir: string, uid: number, gid: number): Promise<void> {
-  const { secureJoin } = await import('../layer/secure-join.ts');
-  const p = await secureJoin(rootfs, dir);
-  if (existsSync(p)) return;
-  await mkdir(p, { recursive: true, mode: 0o755 });
-  const { chown } = await import('node:fs/promises');
-  await chown(p, uid, gid).catch(() => {});
 }
 
 async function resolveDevice(pathOnHost: string, inContainer: string | undefined, perms: string | undefined): Promise<OciDevice & { access: string }> {

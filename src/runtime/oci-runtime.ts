@@ -111,6 +111,17 @@ export class OciRuntime {
     }
   }
 
+  /**
+   * Forget a container whose processes are all gone, without spawning the runtime: its state
+   * directory is all that is left once the caller removed the cgroup (runc's `delete` of a
+   * stopped container does exactly these two things, and no hooks run here). runc only.
+   */
+  async forgetStopped(id: string): Promise<boolean> {
+    if (!/(^|\/)runc$/.test(this.path)) return false;
+    await rm(join(this.root, id), { recursive: true, force: true });
+    return true;
+  }
+
   /** `ps` inside the container: PIDs of its processes (host namespace). */
   async pids(id: string): Promise<number[]> {
     const r = await this.#run(['ps', '--format', 'json', id], 'ps');

@@ -135,3 +135,36 @@ export async function resolveUser(rootfs: string, spec: string, groupAdd: readon
   const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
   return resolveUserFrom(spec, passwd, group, groupAdd);
 }
+
+/**
+ * Read /etc/<file> through an overlay's layer directories (top first) without mounting it:
+ * the first layer that has the file wins; a whiteout (0:0 character device) or a non-directory
+ * /etc hides the lower layers. Same no-follow rules as readEtcFile.
+ */
+export async function readEtcFromLayers(layers: readonly string[], file: string): Promise<string> {
+  for (const layer of layers) {
+    const etc = join(layer, 'etc');
+    let st;
+    try {
+      st = await lstat(etc);
+    } catch {
+      continue;
+    }
+    if (!st.isDirectory()) return '';
+    let fst;
+    try {
+      fst = await lstat(join(etc, file));
+    } catch {
+      continue;
+    }
+    if (!fst.isFile()) return '';
+    return readEtcFile(layer, file);
+  }
+  return '';
+}
+
+/** resolveUser for a rootfs that is not mounted: its overlay layers, top first. */
+export async function resolveUserInLayers(layers: readonly string[], spec: string, groupAdd: readonly string[] = []): Promise<ResolvedUser> {
+  const [passwd, group] = await Promise.all([readEtcFromLayers(layers, 'passwd'), readEtcFromLayers(layers, 'group')]);
+  return resolveUserFrom(spec, passwd, group, groupAdd);
+}
