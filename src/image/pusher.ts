@@ -219,8 +219,20 @@ export class Pusher {
     return { repo, targets };
   }
 
-  /** Push what `plan` resolved; progress as dockerd writes it. Resolves with one result per tag. */
-  async push(plan: PushPlan, opts: PushOptions = {}): Promise<PushResult[]> {
+  /**
+   * Push what `plan` resolved (or plan `name` first, with opts.tag/platform); progress as dockerd
+   * writes it. Resolves with one result per tag pushed.
+   */
+  async push(target: PushPlan | string, opts: PushOptions & PushPlanOptions = {}): Promise<PushResult[]> {
+    let plan: PushPlan;
+    if (typeof target === 'string') {
+      const po: PushPlanOptions = {};
+      if (opts.tag) po.tag = opts.tag;
+      if (opts.platform) po.platform = opts.platform;
+      plan = await this.plan(target, po);
+    } else {
+      plan = target;
+    }
     const progress = opts.progress ?? (() => {});
     const rc = this.#registry.withAuth(opts.auth ? staticAuth(opts.auth) : undefined);
     progress({ status: `The push refers to repository [${repositoryName(plan.repo)}]` });

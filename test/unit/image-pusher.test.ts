@@ -262,3 +262,11 @@ test('parsePushPlatform: JSON (API 1.46+) and os/arch[/variant]', () => {
   assert.throws(() => parsePushPlatform('linux'), (e: BerthError) => e.kind === 'InvalidArgument');
   assert.throws(() => parsePushPlatform('{nope'), (e: BerthError) => e.kind === 'InvalidArgument');
 });
+
+test('push(name, {tag}) plans and pushes in one call', async () => {
+  const img = await seed([`${reg.host}/one:x`]);
+  const pusher = new Pusher({ images, registry: client });
+  const results = await pusher.push(`${reg.host}/one`, { tag: 'x' });
+  assert.deepEqual(results, [{ tag: 'x', digest: sha256(img.manifestBytes), size: img.manifestBytes.length }]);
+  await assert.rejects(pusher.push(`${reg.host}/one`, { tag: 'y' }), (e: BerthError) => e.kind === 'NotFound');
+});
