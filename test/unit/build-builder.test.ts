@@ -1,0 +1,265 @@
+// The builder without root: FROM scratch builds (the snapshotter's empty-parent snapshots are
+// plain directories, no mounts), a fake RUN runner, a recording host, an in-memory image index.
+// Checks the cache: identical IDs on a no-op rebuild, exactly the dependent steps invalidated.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { sha256, type Digest } from '../../src/core/digest.ts';
+import type { ImageRecord, ResolvedImage } from '../../src/core/images.ts';
+import type { ImageConfig } from '../../src/core/oci.ts';
+import { notFound } from '../../src/core/errors.ts';
+import { ContentStore } from '../../src/content/content-store.ts';
+import { FakeHost } from '../../src/host/host.ts';
+import { OverlaySnapshotter } from '../../src/snapshot/overlay-snapshotter.ts';
+import { buildTar } from '../../src/layer/tar-build.ts';
+import { createLogger } from '../../src/pkg/log.ts';
+import { BuildCache } from '../../src/build/build-cache.ts';
+import { Builder, type BuildImages, type BuildMessage, type LayerRef } from '../../src/build/builder.ts';
+import { BuildContext } from '../../src/build/context.ts';
+import type { RunStepOptions, StepRunner } from '../../src/build/run-step.ts';
+
+class MemImages implements BuildImages {
+  byId = new Map<string, { config: ImageConfig; layers: LayerRef[] }>();
+  tags = new Map<string, string>();
+  async resolve(ref: string): Promise<ResolvedImage> {
+    const id = this.tags.get(ref) ?? ref;
+    const img = this.byId.get(id);
+    if (!img) throw notFound(`No such image: ${ref}`);
+    return { record: { id: id as Digest, repoTags: [], repoDigests: [], added: '', size: 0 }, config: img.config, chainIds: [] };
+  }
+  async createImage(config: ImageConfig, layers: LayerRef[]): Promise<ImageRecord> {
+    const cfg = { ...config, rootfs: { type: 'layers' as const, diff_ids: layers.map((l) => l.diffId) } };
+    const id = sha256(JSON.stringify(cfg));
+    this.byId.set(id, { config: cfg, layers });
+    return { id, repoTags: [], repoDigests: [], added: '', size: 0 };
+  }
+  async tag(id: string, ref: string): Promise<void> {
+    this.tags.set(ref, id);
+  }
+  defaultPlatform() {
+    return { os: 'linux', architecture: 'amd64' };
+  }
+}
+
+/** "Runs" `/bin/sh -c <cmd>` by writing the command into /ran/<n> of the rootfs. */
+class FakeRunner implements StepRunner {
+  calls: RunStepOptions[] = [];
+  async run(opts: RunStepOptions): Promise<number> {
+    this.calls.push(opts);
+    const cmd = opts.args[opts.args.length - 1]!;
+    if (cmd === 'fail') return 5;
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(opts.rootfs, 'ran'), { recursive: true });
+    await writeFile(join(opts.rootfs, 'ran', String(this.calls.length)), `${cmd}\n${opts.env.join('\n')}\n`);
+    opts.output(Buffer.from(`ran ${cmd}\n`));
+    return 0;
+  }
+}
+
+async function setup() {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-builder-'));
+  const host = new FakeHost();
+  const content = new ContentStore(join(dir, 'content'));
+  await content.init();
+  const snapshotter = new OverlaySnapshotter(join(dir, 'snapshots'), host);
+  await snapshotter.init();
+  const cache = new BuildCache(join(dir, 'build-cache'), { maxEntries: 50 });
+  await cache.init();
+  const images = new MemImages();
+  const runner = new FakeRunner();
+  const builder = new Builder({ images, snapshotter, content, host, runner, cache, log: createLogger({ out: () => {} }) });
+  const build = async (files: Record<string, string>, extra: Partial<Parameters<Builder['build']>[0]> = {}) => {
+    const ctx = await BuildContext.fromTar(Readable.from([await buildTar(Object.entries(files).map(([name, body]) => ({ name, body, mtime: new Date(1_600_000_000_000) })))]), cache.tmp);
+    const msgs: BuildMessage[] = [];
+    try {
+      const r = await builder.build({ context: ctx, out: (m) => msgs.push(m), ...extra });
+      const text = msgs.map((m) => m.stream ?? '').join('');
+      return { ...r, text, hits: (text.match(/Using cache/g) ?? []).length };
+    } finally {
+      await ctx.cleanup();
+    }
+  };
+  return { dir, images, runner, cache, content, snapshotter, build, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+const DF = [
+  'FROM scratch',
+  'ENV A=1',
+  'COPY a.txt /a.txt',
+  'RUN build-a',
+  'COPY b.txt /b/',
+  'RUN build-b',
+  'CMD ["x"]',
+].join('\n');
+
+test('no-op rebuild: every step cached, identical image ID, no RUN executed', async () => {
+  const s = await setup();
+  try {
+    const files = { Dockerfile: DF, 'a.txt': 'A', 'b.txt': 'B' };
+    const first = await s.build(files, { tags: ['t:1'] });
+    assert.equal(first.hits, 0);
+    assert.equal(s.runner.calls.length, 2);
+    assert.match(first.text, /^Step 1\/7 : FROM scratch\n/);
+    const img = s.images.byId.get(first.id)!;
+    assert.equal(img.layers.length, 4, 'COPY, RUN, COPY, RUN each make a layer');
+    assert.deepEqual(img.config.config?.Cmd, ['x']);
+    assert.equal(img.config.history?.length, 6);
+    assert.equal(img.config.history?.filter((h) => h.empty_layer).length, 2);
+    assert.equal(s.images.tags.get('t:1'), first.id);
+    const second = await s.build(files);
+    assert.equal(second.id, first.id);
+    assert.equal(second.hits, 6);
+    assert.equal(s.runner.calls.length, 2, 'no RUN on a full cache hit');
+  } finally {
+    await s.cleanup();
+  }
+});
+
+test('changing one file invalidates exactly the steps that depend on it', async () => {
+  const s = await setup();
+  try {
+    const files = { Dockerfile: DF, 'a.txt': 'A', 'b.txt': 'B' };
+    const base = await s.build(files);
+    const b2 = await s.build({ ...files, 'b.txt': 'B2' });
+    assert.equal(b2.hits, 3, 'ENV, COPY a.txt, RUN build-a stay cached');
+    assert.equal(s.runner.calls.length, 3);
+    assert.notEqual(b2.id, base.id);
+    const a2 = await s.build({ ...files, 'a.txt': 'A2' });
+    assert.equal(a2.hits, 1, 'only ENV stays cached');
+    // a file nobody copies changes nothing
+    const other = await s.build({ ...files, 'unused.txt': 'u' });
+    assert.equal(other.id, base.id);
+    // mode changes count as changes
+    const df2 = await s.build({ ...files, Dockerfile: DF.replace('ENV A=1', 'ENV A=2') });
+    assert.equal(df2.hits, 0);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+test('RUN gets ARG and ENV values (ENV wins), history records the args, no-cache rebuilds', async () => {
+  const s = await setup();
+  try {
+    const files = { Dockerfile: 'FROM scratch\nARG X=fromdefault\nARG Y\nENV Y=fromenv\nRUN show\n' };
+    const r = await s.build(files, { buildArgs: { Y: 'fromarg', HTTP_PROXY: 'http://proxy:3128', UNUSED: '1' } });
+    const env = s.runner.calls[0]!.env;
+    assert.ok(env.includes('X=fromdefault'));
+    assert.ok(env.includes('Y=fromenv'));
+    assert.ok(env.includes('HTTP_PROXY=http://proxy:3128'), 'proxy args need no ARG line');
+    assert.match(r.text, /\[Warning\] One or more build-args \[UNUSED\] were not consumed/);
+    const hist = s.images.byId.get(r.id)!.config.history!;
+    const run = hist[hist.length - 1]!.created_by!;
+    assert.equal(run, '|2 X=fromdefault Y=fromarg /bin/sh -c show');
+    assert.doesNotMatch(run, /PROXY/);
+    const nc = await s.build(files, { buildArgs: { Y: 'fromarg', HTTP_PROXY: 'http://proxy:3128' }, noCache: true });
+    assert.equal(nc.hits, 0);
+    assert.equal(s.runner.calls.length, 2);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+test('a failing RUN throws with the exit code and records nothing', async () => {
+  const s = await setup();
+  try {
+    await assert.rejects(s.build({ Dockerfile: 'FROM scratch\nRUN fail\n' }, { tags: ['bad:1'] }), (e: Error & { code?: number }) => {
+      assert.equal(e.message, "The command '/bin/sh -c fail' returned a non-zero code: 5");
+      assert.equal(e.code, 5);
+      return true;
+    });
+    assert.equal(s.images.byId.size, 0);
+    assert.equal(s.images.tags.size, 0);
+    assert.deepEqual((await s.snapshotter.list()).filter((x) => x.kind === 'active'), [], 'the step snapshot is removed');
+  } finally {
+    await s.cleanup();
+  }
+});
+
+async function layerNames(s: Awaited<ReturnType<typeof setup>>, id: string): Promise<string[]> {
+  const { extract } = await import('tar-stream');
+  const names: string[] = [];
+  for (const l of s.images.byId.get(id)!.layers) {
+    const ex = extract();
+    const done = (async () => {
+      for await (const e of ex) {
+        names.push(e.header.name.replace(/^\.?\//, '').replace(/\/$/, ''));
+        e.resume();
+      }
+    })();
+    ex.end(await s.content.readBytes(l.blob.digest));
+    await done;
+  }
+  return names;
+}
+
+// Without root only steps on an empty parent write real layers (later steps would need an
+// overlay mount), so each case is its own one-step build.
+test('COPY semantics: directories copy contents, several sources into a dir/, globs, WORKDIR-relative dest', async () => {
+  const s = await setup();
+  try {
+    const files = { 'dir/one': '1', 'dir/sub/two': '2', 'x.txt': 'x', 'y.txt': 'y', 'a.md': 'a', 'b.md': 'b' };
+    const cases: Array<[string, string[]]> = [
+      ['FROM scratch\nWORKDIR /w\nCOPY dir rel/\n', ['w/rel/one', 'w/rel/sub/two']],
+      ['FROM scratch\nCOPY x.txt y.txt /multi/\n', ['multi/x.txt', 'multi/y.txt']],
+      ['FROM scratch\nCOPY *.md /docs/\n', ['docs/a.md', 'docs/b.md']],
+      ['FROM scratch\nCOPY x.txt /renamed\n', ['renamed']],
+      ['FROM scratch\nCOPY <<EOF /etc/conf\nhello\nEOF\n', ['etc/conf']],
+    ];
+    for (const [df, want] of cases) {
+      const r = await s.build({ Dockerfile: df, ...files });
+      const names = await layerNames(s, r.id);
+      for (const w of want) assert.ok(names.includes(w), `${df}: ${w} in ${names.join(',')}`);
+      assert.ok(!names.includes('Dockerfile'));
+    }
+    await assert.rejects(s.build({ Dockerfile: 'FROM scratch\nCOPY x.txt y.txt /notdir\n', 'x.txt': 'x', 'y.txt': 'y' }), /must be a directory and end with a \//);
+    await assert.rejects(s.build({ Dockerfile: 'FROM scratch\nCOPY missing /x\n' }), /file not found in build context/);
+    await assert.rejects(s.build({ Dockerfile: 'FROM scratch\nCOPY --chmod=u+x x.txt /x\n', 'x.txt': 'x' }), /invalid chmod/);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+test('multi-stage with scratch stages: FROM a stage, unused stages skipped, --target', async () => {
+  const s = await setup();
+  try {
+    const files = {
+      Dockerfile: 'FROM scratch AS one\nCOPY a.txt /a\nFROM scratch AS unused\nRUN fail\nFROM one AS two\nENV B=2\n',
+      'a.txt': 'A',
+    };
+    const r = await s.build(files);
+    assert.doesNotMatch(r.text, /RUN fail/);
+    assert.match(r.text, /Step 1\/4 : FROM scratch AS one[\s\S]*Step 3\/4 : FROM one AS two/);
+    assert.equal(s.images.byId.get(r.id)!.layers.length, 1, 'two inherits one\'s layer');
+    assert.ok(s.images.byId.get(r.id)!.config.config?.Env?.includes('B=2'));
+    const t = await s.build(files, { target: 'one' });
+    assert.equal(s.images.byId.get(t.id)!.config.config?.Env?.includes('B=2'), false);
+    await assert.rejects(s.build(files, { target: 'nope' }), /failed to reach build target nope/);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+test('the cache is bounded (LRU) and persisted; prune empties it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
+  try {
+    const c = new BuildCache(dir, { maxEntries: 3 });
+    await c.init();
+    for (const k of ['a', 'b', 'c']) c.put(k, { created: k });
+    c.get('a');
+    c.put('d', { created: 'd' });
+    assert.equal(c.get('b'), undefined, 'least recently used went first');
+    assert.ok(c.get('a'));
+    await c.save();
+    const again = new BuildCache(dir, { maxEntries: 3 });
+    await again.init();
+    assert.equal(again.size, 3);
+    assert.ok(JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')).entries.d);
+    assert.equal(await again.prune(), 3);
+    assert.equal(again.size, 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
