@@ -93,12 +93,10 @@ const GZIP_OF: Record<string, { oci: string; docker: string }> = {
   },
 };
 
-const FOREIGN_TYPES = new Set<string>([
-  MediaType.DockerForeignLayerGzip,
-  'application/vnd.oci.image.layer.nondistributable.v1.tar',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
-]);
+/** A foreign layer (Windows base layers, nondistributable): fetched from its URLs, never pushed (dockerd). */
+function isForeign(d: Descriptor): boolean {
+  return (d.urls?.length ?? 0) > 0;
+}
 
 /** dockerd's maxMountAttempts. */
 const MAX_MOUNT_ATTEMPTS = 3;
@@ -272,7 +270,7 @@ export class Pusher {
       });
       for (const i of unique) progress(progressMessage(shortId(diffIds[i]!), 'Preparing'));
 
-      if (pm.manifest.layers.some((l) => GZIP_OF[l.mediaType] && !(l.urls?.length && FOREIGN_TYPES.has(l.mediaType)))) {
+      if (pm.manifest.layers.some((l) => GZIP_OF[l.mediaType] && !isForeign(l))) {
         pm = await this.#distributable(image.id, pm, signal);
         leases.push(await images.lease([pm.digest, ...pm.manifest.layers.map((l) => l.digest)]));
       }
@@ -331,7 +329,7 @@ export class Pusher {
   async #pushLayer(
     rc: RegistryClient, repo: RepositoryRef, desc: Descriptor, id: string, sources: string[], limiter: Limiter, progress: ProgressSink, signal: AbortSignal,
   ): Promise<void> {
-    if (desc.urls?.length && FOREIGN_TYPES.has(desc.mediaType)) {
+    if (isForeign(desc)) {
       progress(progressMessage(id, 'Skipped foreign layer'));
       return;
     }
@@ -392,7 +390,7 @@ export class Pusher {
       const layers: Descriptor[] = [];
       for (const l of pm.manifest.layers) {
         const to = GZIP_OF[l.mediaType];
-        if (!to || (l.urls?.length && FOREIGN_TYPES.has(l.mediaType))) {
+        if (!to || isForeign(l)) {
           layers.push(l);
           continue;
         }

@@ -270,3 +270,29 @@ test('push(name, {tag}) plans and pushes in one call', async () => {
   assert.deepEqual(results, [{ tag: 'x', digest: sha256(img.manifestBytes), size: img.manifestBytes.length }]);
   await assert.rejects(pusher.push(`${reg.host}/one`, { tag: 'y' }), (e: BerthError) => e.kind === 'NotFound');
 });
+
+test('foreign layers (with URLs) are skipped, as dockerd does, and not required locally', async () => {
+  const tar = Buffer.from('local layer');
+  const local = await images.content.putBytes(gzipSync(tar));
+  const foreignDiff = sha256('foreign');
+  const p = hostPlatform();
+  const config = Buffer.from(JSON.stringify({ architecture: p.architecture, os: p.os, rootfs: { type: 'layers', diff_ids: [foreignDiff, sha256(tar)] } }));
+  const id = (await images.content.putBytes(config)).digest;
+  const manifestBytes = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MediaType.DockerManifest,
+    config: { mediaType: MediaType.DockerConfig, digest: id, size: config.length },
+    layers: [
+      { mediaType: MediaType.DockerForeignLayerGzip, digest: sha256('not here'), size: 8, urls: ['https://example.invalid/base.tar.gz'] },
+      { mediaType: MediaType.DockerLayerGzip, digest: local.digest, size: local.size },
+    ],
+  }));
+  const manifestDigest = (await images.content.putBytes(manifestBytes)).digest;
+  await images.record({ id, manifestDigest, repoTags: [`${reg.host}/win:1`], size: 1 });
+  const { msgs, results } = await push(`${reg.host}/win:1`);
+  const s = statuses(msgs);
+  assert.ok(s.includes(`${shortId(foreignDiff)}: Skipped foreign layer`), s.join('\n'));
+  assert.ok(s.includes(`${shortId(sha256(tar))}: Pushed`));
+  assert.equal(results[0]!.digest, manifestDigest);
+  assert.equal(reg.blobs.has(sha256('not here')), false);
+});
