@@ -296,3 +296,28 @@ test('foreign layers (with URLs) are skipped, as dockerd does, and not required 
   assert.equal(results[0]!.digest, manifestDigest);
   assert.equal(reg.blobs.has(sha256('not here')), false);
 });
+
+test('aborting mid-upload (the client went away) cancels the stalled upload and writes no manifest', async () => {
+  await reg.close();
+  let stalled: (() => void) | undefined;
+  const sawPut = new Promise<void>((r) => (stalled = r));
+  reg = await FakeRegistry.start({
+    hook: (req, _res, url) => {
+      if (req.method === 'PUT' && url.pathname.includes('/blobs/uploads/')) {
+        req.resume(); // read the body, never answer
+        stalled?.();
+        return true;
+      }
+      return false;
+    },
+  });
+  await seed([`${reg.host}/stall:1`], { layers: 1 });
+  const ac = new AbortController();
+  const started = Date.now();
+  const p = push(`${reg.host}/stall:1`, { signal: ac.signal });
+  await sawPut;
+  ac.abort();
+  await assert.rejects(p);
+  assert.ok(Date.now() - started < 5000);
+  assert.ok(!reg.requests.some((r) => r.method === 'PUT' && r.path.includes('/manifests/')));
+});
