@@ -21,7 +21,7 @@ export interface Recorded {
   upgrade?: boolean;
 }
 
-export type Handler = (req: Recorded, res: ServerResponse) => void | Promise<void>;
+export type Handler = (req: Recorded, res: ServerResponse) => unknown;
 export type UpgradeHandler = (req: Recorded, socket: Duplex) => void;
 
 export interface FakeDaemon {

@@ -555,20 +555,24 @@ interface EventMessage {
   Action?: string;
   Actor?: { ID?: string; Attributes?: Record<string, string> };
   time?: number;
-  timeNano?: number;
+  /** A bigint when decoded by `events` (nanoseconds since 1970 exceed 2^53). */
+  timeNano?: number | bigint;
   [k: string]: unknown;
 }
 
-function rfc3339NanoFixed(nanos: number): string {
-  const ms = Math.floor(nanos / 1e6);
-  const d = new Date(ms).toISOString().replace(/\.\d+Z$/, '');
-  return `${d}.${String(nanos % 1e9).padStart(9, '0')}Z`;
+function rfc3339NanoFixed(nanos: bigint): string {
+  const d = new Date(Number(nanos / 1_000_000n)).toISOString().replace(/\.\d+Z$/, '');
+  return `${d}.${String(nanos % 1_000_000_000n).padStart(9, '0')}Z`;
 }
+
+/** Keep timeNano exact: JSON numbers beyond 2^53 lose digits as doubles. */
+const exactTimeNano = (key: string, value: unknown, context: { source?: string }): unknown =>
+  key === 'timeNano' && typeof value === 'number' && context?.source ? BigInt(context.source) : value;
 
 export function prettyEvent(e: EventMessage): string {
   let s = '';
-  if (e.timeNano) s += rfc3339NanoFixed(e.timeNano) + ' ';
-  else if (e.time) s += rfc3339NanoFixed(e.time * 1e9) + ' ';
+  if (e.timeNano) s += rfc3339NanoFixed(BigInt(e.timeNano)) + ' ';
+  else if (e.time) s += rfc3339NanoFixed(BigInt(e.time) * 1_000_000_000n) + ' ';
   s += `${e.Type ?? ''} ${e.Action ?? ''} ${e.Actor?.ID ?? ''}`;
   const attrs = e.Actor?.Attributes ?? {};
   const keys = Object.keys(attrs).sort();
@@ -597,7 +601,7 @@ const events: Command = {
         filters: filtersJson(f.list('filter')),
       },
     });
-    for await (const e of decodeJsonStream(res as AsyncIterable<Buffer>)) {
+    for await (const e of decodeJsonStream(res as AsyncIterable<Buffer>, exactTimeNano)) {
       ctx.out(tmpl ? tmpl.execute(e) + '\n' : prettyEvent(e as EventMessage));
     }
   },

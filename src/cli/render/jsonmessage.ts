@@ -163,7 +163,10 @@ export class JsonMessageRenderer {
 }
 
 /** Split a byte stream of concatenated or newline-separated JSON values. */
-export async function* decodeJsonStream(input: AsyncIterable<Buffer | string>): AsyncGenerator<JsonMessage> {
+export async function* decodeJsonStream(
+  input: AsyncIterable<Buffer | string>,
+  reviver?: (key: string, value: unknown, context: { source?: string }) => unknown,
+): AsyncGenerator<JsonMessage> {
   let buf = '';
   for await (const chunk of input) {
     buf += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
@@ -185,7 +188,7 @@ export async function* decodeJsonStream(input: AsyncIterable<Buffer | string>): 
       } else if (c === '}') {
         depth--;
         if (depth === 0 && start !== -1) {
-          yield JSON.parse(buf.slice(start, i + 1)) as JsonMessage;
+          yield (reviver ? JSON.parse(buf.slice(start, i + 1), reviver as never) : JSON.parse(buf.slice(start, i + 1))) as JsonMessage;
           consumed = i + 1;
           start = -1;
         }

@@ -270,6 +270,7 @@ function truthy(v: unknown): boolean {
 export function goJson(v: unknown): string {
   const norm = (x: unknown): unknown => {
     if (x === NO_VALUE || x === undefined) return null;
+    if (typeof x === 'bigint') return (JSON as unknown as { rawJSON(s: string): unknown }).rawJSON(x.toString());
     if (Array.isArray(x)) return x.map(norm);
     if (x && typeof x === 'object') {
       const o = x as Record<string, unknown>;
