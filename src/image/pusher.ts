@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createGzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
-import { shortId, type Digest } from '../core/digest.ts';
+import { sha256, shortId, type Digest } from '../core/digest.ts';
 import { failedPrecondition, invalidArgument, notFound } from '../core/errors.ts';
 import { MediaType, formatPlatform, platformMatches, type Descriptor, type ImageManifest, type Platform } from '../core/oci.ts';
 import { familiarName, familiarString, formatReference, parseReference, repositoryName, type Reference } from '../core/reference.ts';
@@ -394,16 +394,15 @@ export class Pusher {
           layers.push(l);
           continue;
         }
-        const blob = await this.#gzipBlob(l.digest, signal);
-        leases.push(await images.lease([blob.digest]));
+        const blob = await this.#gzipBlob(l.digest, leases, signal);
         const gz: Descriptor = { mediaType: docker ? to.docker : to.oci, digest: blob.digest, size: blob.size };
         if (l.annotations) gz.annotations = l.annotations;
         layers.push(gz);
       }
       const manifest: ImageManifest = { ...pm.manifest, layers };
       const bytes = Buffer.from(JSON.stringify(manifest));
+      leases.push(await images.lease([sha256(bytes)]));
       const info = await images.content.putBytes(bytes);
-      leases.push(await images.lease([info.digest]));
       await images.store.mutate((d) => {
         const cur = d.get(imageId);
         if (cur && cur.manifestDigest === pm.digest) {
@@ -418,8 +417,12 @@ export class Pusher {
     }
   }
 
-  /** Gzip a stored blob into the content store (spooled: the digest is known only at the end). */
-  async #gzipBlob(digest: Digest, signal: AbortSignal | undefined): Promise<{ digest: Digest; size: number }> {
+  /**
+   * Gzip a stored blob into the content store (spooled: the digest is known only at the end). The
+   * new blob is leased (into `leases`) before it is stored, so no GC can take it before the image
+   * record owns it.
+   */
+  async #gzipBlob(digest: Digest, leases: Lease[], signal: AbortSignal | undefined): Promise<{ digest: Digest; size: number }> {
     const images = this.#images;
     const tmp = join(images.paths.tmp, `push-${randomBytes(8).toString('hex')}.tar.gz`);
     try {
@@ -427,6 +430,7 @@ export class Pusher {
       const sig = signal ? { signal } : {};
       await pipeline(images.content.createReadStream(digest), createGzip(), hasher, createWriteStream(tmp, { mode: 0o600 }), sig);
       const out = { digest: hasher.digest!, size: hasher.bytes };
+      leases.push(await images.lease([out.digest]));
       if (!(await images.content.has(out.digest))) await images.content.ingest(createReadStream(tmp), out, signal);
       return out;
     } finally {
