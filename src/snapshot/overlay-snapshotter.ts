@@ -151,7 +151,7 @@ export class OverlaySnapshotter implements Snapshotter {
     try {
       const fs = SnapshotPaths.fs(tmp);
       await mkdir(fs, { mode: 0o755 });
-      await applyLayer(fs, tar, {
+      const applied = await applyLayer(fs, tar, {
         mode: 'overlay',
         host: this.#host,
         lowers,
@@ -159,7 +159,8 @@ export class OverlaySnapshotter implements Snapshotter {
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
       if (opts.beforeCommit) await opts.beforeCommit();
-      return await this.#publish(tmp, chainId, parent);
+      // Size: the file bytes the layer wrote (a hardlink adds none), known without a walk.
+      return await this.#publish(tmp, chainId, parent, applied.bytes);
     } catch (err) {
       tar.destroy();
       await rm(tmp, { recursive: true, force: true });
@@ -168,13 +169,13 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   /** Give tmp/<x>/fs metadata and a short link, then rename it into committed/. */
-  async #publish(tmp: string, chainId: Digest, parent: Digest | undefined): Promise<SnapshotInfo> {
+  async #publish(tmp: string, chainId: Digest, parent: Digest | undefined, size?: number): Promise<SnapshotInfo> {
     const p = this.#paths;
     const meta: CommittedMeta = {
       chainId,
       ...(parent ? { parent } : {}),
       short: '',
-      size: await diskUsage(SnapshotPaths.fs(tmp)),
+      size: size ?? (await diskUsage(SnapshotPaths.fs(tmp))),
       created: new Date().toISOString(),
     };
     for (;;) {
