@@ -73,6 +73,8 @@ function createBody(d: FakeDaemon, from: number): { url: string; body: Record<st
   const body = JSON.parse(r.body) as Record<string, unknown> & { HostConfig: Record<string, unknown> };
   // Go map iteration makes docker's Binds order random.
   if (Array.isArray(body.HostConfig.Binds)) body.HostConfig.Binds = [...body.HostConfig.Binds].sort();
+  // docker 28 sometimes reorders Env (a Go map somewhere on its path): compare it as a multiset.
+  if (Array.isArray(body.Env)) body.Env = [...body.Env].sort();
   return { url: r.url, body };
 }
 
