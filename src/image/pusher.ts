@@ -271,7 +271,7 @@ export class Pusher {
       for (const i of unique) progress(progressMessage(shortId(diffIds[i]!), 'Preparing'));
 
       if (pm.manifest.layers.some((l) => GZIP_OF[l.mediaType] && !isForeign(l))) {
-        pm = await this.#distributable(image.id, pm, signal);
+        pm = await this.#distributable(image.id, pm);
         leases.push(await images.lease([pm.digest, ...pm.manifest.layers.map((l) => l.digest)]));
       }
 
@@ -373,11 +373,15 @@ export class Pusher {
     }
   }
 
-  /** Gzip the uncompressed layers once and point the image at the new manifest (file comment). */
-  #distributable(imageId: Digest, pm: PushManifest, signal: AbortSignal | undefined): Promise<PushManifest> {
+  /**
+   * Gzip the uncompressed layers once and point the image at the new manifest (file comment).
+   * Concurrent pushes of the image share one conversion; it is not tied to any one client's
+   * signal (a client going away must not fail another's push, and the result is kept anyway).
+   */
+  #distributable(imageId: Digest, pm: PushManifest): Promise<PushManifest> {
     const running = this.#converting.get(imageId);
     if (running) return running;
-    const job = this.#convert(imageId, pm, signal).finally(() => this.#converting.delete(imageId));
+    const job = this.#convert(imageId, pm, undefined).finally(() => this.#converting.delete(imageId));
     this.#converting.set(imageId, job);
     return job;
   }

@@ -321,3 +321,14 @@ test('aborting mid-upload (the client went away) cancels the stalled upload and 
   assert.ok(Date.now() - started < 5000);
   assert.ok(!reg.requests.some((r) => r.method === 'PUT' && r.path.includes('/manifests/')));
 });
+
+test('concurrent pushes of an uncompressed image share one conversion and push the same manifest', async () => {
+  const img = await seed([`${reg.host}/c1:1`, `${reg.host}/c2:1`], { gzip: false });
+  const [a, b] = await Promise.all([push(`${reg.host}/c1:1`), push(`${reg.host}/c2:1`)]);
+  assert.equal(a.results[0]!.digest, b.results[0]!.digest);
+  assert.equal(images.store.get(img.id)!.manifestDigest, a.results[0]!.digest);
+  const ingested = [];
+  for await (const blob of images.content.list()) ingested.push(blob.digest);
+  // config + 2 raw layers + old manifest + 2 gzip layers + one new manifest: no second, diverging manifest.
+  assert.equal(ingested.length, 7);
+});
