@@ -76,7 +76,7 @@ export interface ApplyResult {
 }
 
 export async function applyLayer(root: string, tar: Readable, opts: ApplyOptions): Promise<ApplyResult> {
-  const applier = new LayerApplier(await realpath(root), opts);
+  const applier = new LayerApplier(root, opts);
   return applier.run(tar);
 }
 
@@ -118,7 +118,7 @@ interface Times {
 }
 
 class LayerApplier {
-  readonly #root: string;
+  #root: string;
   readonly #opts: ApplyOptions;
   readonly #maxBytes: number;
   readonly #maxEntries: number;
@@ -134,6 +134,7 @@ class LayerApplier {
   /** Pending xattrs (absolute path -> name -> value), applied in batches at the end. */
   readonly #xattrs = new Map<string, Map<string, Buffer>>();
   readonly #opaque = new Set<string>();
+  #sourceError: Error | undefined;
   /** Overlay mode: whiteout devices this layer made (absolute paths). */
   readonly #whiteouts = new Set<string>();
 
@@ -148,7 +149,20 @@ class LayerApplier {
   async run(tar: Readable): Promise<ApplyResult> {
     const extract = binaryPaxExtract();
     let feedError: unknown;
-    const feeding = pipeline(tar, extract as unknown as NodeJS.WritableStream).catch((err: unknown) => {
+    // Errors of the source (network, digest check upstream) are reported as they are; only
+    // errors of the tar parser mean the layer itself is malformed. Listen before any await.
+    if (tar.errored) this.#sourceError = tar.errored;
+    tar.once('error', (err) => {
+      this.#sourceError ??= err;
+    });
+    try {
+      this.#root = await realpath(this.#root);
+    } catch (err) {
+      tar.destroy();
+      throw err;
+    }
+    const signal = this.#opts.signal;
+    const feeding = pipeline(tar, extract as unknown as NodeJS.WritableStream, ...(signal ? [{ signal }] : [])).catch((err: unknown) => {
       feedError = err;
     });
     try {
@@ -179,9 +193,11 @@ class LayerApplier {
   }
 
   #wrap(cause: unknown): Error {
+    if (this.#sourceError !== undefined && this.#sourceError !== cause && !(cause instanceof BerthError)) cause = this.#sourceError;
     if (cause instanceof BerthError) return cause;
-    if ((cause as Error | undefined)?.name === 'AbortError') return canceled('layer apply canceled', cause);
+    if ((cause as Error | undefined)?.name === 'AbortError' || this.#opts.signal?.aborted) return canceled('layer apply canceled', cause);
     const msg = cause instanceof Error ? cause.message : String(cause);
+    if (cause === this.#sourceError) return internal(`reading layer: ${msg}`, cause);
     if (isSysError(cause)) return internal(`layer apply: ${msg}`, cause);
     // tar-stream's parse errors: 'Invalid tar header', 'Unexpected end of data', 'Header exceeds max size'.
     return invalidArgument(`invalid layer tar: ${msg}`, cause);
@@ -523,8 +539,9 @@ class LayerApplier {
       if (!key.startsWith(XATTR_PREFIX)) continue;
       const xname = key.slice(XATTR_PREFIX.length);
       if (xname === '' || xname.includes('\0')) throw refuse(name, 'invalid xattr name');
-      // Overlay's own attributes would let a layer steer the mount (opaque, redirect, metacopy).
-      if (xname.startsWith('trusted.overlay.') || xname.startsWith('user.overlay.')) continue;
+      // Overlay's own attributes would let a layer steer the mount (opaque, redirect, metacopy);
+      // SELinux labels belong to the host's policy, not to the image.
+      if (xname.startsWith('trusted.overlay.') || xname.startsWith('user.overlay.') || xname === 'security.selinux') continue;
       let m = this.#xattrs.get(abs);
       if (!m) this.#xattrs.set(abs, (m = new Map()));
       m.set(xname, Buffer.from(value, 'latin1'));
@@ -548,7 +565,7 @@ class LayerApplier {
       const exists = g.paths.map((p) => lstatOrUndefined(p) !== undefined);
       g.paths = g.paths.filter((_, i) => exists[i]);
       for (let i = 0; i < g.paths.length; i += XATTR_BATCH) {
-        await host.setxattr(g.paths.slice(i, i + XATTR_BATCH), g.name, g.value);
+        await setXattrTolerant(host, g.paths.slice(i, i + XATTR_BATCH), g.name, g.value);
       }
     }
     const opaque = [...this.#opaque];
@@ -563,6 +580,20 @@ class LayerApplier {
       chmodSync(abs, meta.mode & 0o7777);
       utimesSync(abs, meta.times.atime, meta.times.mtime);
     }
+  }
+}
+
+/**
+ * Image xattrs are best effort, as in moby: a filesystem that refuses one (user.* on a symlink,
+ * no xattr support) does not fail the pull. A failed batch is retried path by path so one
+ * refusal does not drop the attribute from the others.
+ */
+async function setXattrTolerant(host: Host, paths: string[], name: string, value: Buffer): Promise<void> {
+  try {
+    await host.setxattr(paths, name, value);
+  } catch {
+    if (paths.length === 1) return;
+    for (const p of paths) await host.setxattr([p], name, value).catch(() => {});
   }
 }
 

@@ -115,6 +115,9 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts: UnpackOptions = {}): Promise<SnapshotInfo> {
+    // The source may fail while we wait below; its error is read back by applyLayer (or ignored
+    // when the layer turns out to exist), never left unhandled.
+    tar.on('error', () => {});
     parseDigest(chainId);
     if (parent !== undefined) parseDigest(parent);
     for (;;) {

@@ -14,7 +14,7 @@ import { applyLayer, type ApplyOptions } from '../../src/layer/tar-apply.ts';
 import { buildTar, type TarEntrySpec } from '../../src/layer/tar-build.ts';
 import { autoDecompress } from '../../src/layer/compression.ts';
 import { FakeHost } from '../../src/host/host.ts';
-import { isKind, BerthError } from '../../src/core/errors.ts';
+import { isKind, BerthError, dataLoss } from '../../src/core/errors.ts';
 
 let base: string;
 let root: string;
@@ -469,5 +469,58 @@ describe('applyLayer: deleted and recreated in one layer (BuildKit #2614)', () =
     await apply([{ name: 'srv/old', body: 'o' }]);
     await apply([{ name: '.wh.srv' }, { name: 'srv/', type: 'directory' }, { name: 'srv/new', body: 'n' }]);
     assert.deepEqual(await readdir(join(root, 'srv')), ['new']);
+  });
+});
+
+describe('applyLayer: sources, long names, xattr failures', () => {
+  test('a failing source keeps its own error class; a stalled source is canceled by the signal', async () => {
+    const tar = await buildTar([{ name: 'a', body: 'x'.repeat(10_000) }]);
+    const broken = new Readable({ read() {} });
+    broken.push(tar.subarray(0, 2048));
+    setImmediate(() => broken.destroy(dataLoss('digest mismatch')));
+    await assert.rejects(applyLayer(root, broken, { mode: 'delete', host, sameOwner: false }), (e: unknown) => isKind(e, 'DataLoss'));
+
+    const netErr = new Readable({ read() {} });
+    netErr.push(tar.subarray(0, 2048));
+    setImmediate(() => netErr.destroy(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })));
+    await assert.rejects(applyLayer(root, netErr, { mode: 'delete', host, sameOwner: false }), (e: unknown) => !isKind(e, 'InvalidArgument'));
+
+    const stalled = new Readable({ read() {} });
+    stalled.push(tar.subarray(0, 1024));
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    await assert.rejects(applyLayer(root, stalled, { mode: 'delete', host, sameOwner: false, signal: ac.signal }), (e: unknown) => isKind(e, 'Canceled'));
+  });
+
+  test('GNU longname/longlink entries (made by GNU tar) apply; a PAX path beyond PATH_MAX is refused', async () => {
+    const src = join(base, 'src');
+    const longDir = 'x'.repeat(150);
+    await mkdir(join(src, longDir), { recursive: true });
+    await writeFile(join(src, longDir, 'y'.repeat(120)), 'deep');
+    await symlink('t'.repeat(200), join(src, 'longlink'));
+    const { execFileSync } = await import('node:child_process');
+    const tar = execFileSync('tar', ['--format=gnu', '-cf', '-', '-C', src, '.']);
+    assert.ok(tar.includes(Buffer.from('././@LongLink')));
+    await applyLayer(root, Readable.from([tar]), { mode: 'delete', host, sameOwner: false });
+    assert.equal(await readFile(join(root, longDir, 'y'.repeat(120)), 'utf8'), 'deep');
+    assert.equal(await readlink(join(root, 'longlink')), 't'.repeat(200));
+    await refused(apply([{ name: 'p/'.repeat(2100) + 'f', body: 'x' }]), ('p/'.repeat(2100) + 'f').slice(0, 64) + '...');
+  });
+
+  test('xattrs a filesystem refuses do not fail the layer; the others are still set', async () => {
+    class PickyHost extends FakeHost {
+      override async setxattr(paths: readonly string[], name: string, value: string | Uint8Array): Promise<void> {
+        if (paths.some((p) => p.endsWith('/bad'))) throw new Error('setfattr: Operation not supported');
+        await super.setxattr(paths, name, value);
+      }
+    }
+    host = new PickyHost();
+    await apply([
+      { name: 'good', body: 'g', xattrs: { 'user.k': 'v' } },
+      { name: 'bad', body: 'b', xattrs: { 'user.k': 'v' } },
+      { name: 'label', body: 'l', xattrs: { 'security.selinux': 'system_u:object_r:etc_t:s0' } },
+    ]);
+    const calls = host.calls.filter((c) => c.op === 'setxattr').map((c) => c.args);
+    assert.deepEqual(calls, [[[join(root, 'good')], 'user.k', Buffer.from('v')]]);
   });
 });
