@@ -237,6 +237,11 @@ class LayerApplier {
     const rel = parent === '' ? base : `${parent}/${base}`;
     const abs = posix.join(this.#root, rel);
 
+    const pax = h.pax as Record<string, string> | null | undefined;
+    if (pax && ('GNU.sparse.major' in pax || 'GNU.sparse.map' in pax || 'GNU.sparse.size' in pax)) {
+      // PAX-encoded GNU sparse files would otherwise land as their raw map + data.
+      throw refuse(name, 'sparse files are not supported');
+    }
     switch (h.type) {
       case 'file':
       case 'contiguous-file':

@@ -291,6 +291,11 @@ describe('applyLayer: hostile names (security.md 1.A)', () => {
     await refused(applyLayer(root, Readable.from([tar]), { mode: 'delete', host, sameOwner: false }), 'sparse');
   });
 
+  test('PAX-encoded GNU sparse files are refused', async () => {
+    await refused(apply([{ name: 'sp', body: 'map+data', pax: { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.realsize': '1099511627776' } }]), 'sp');
+    assert.ok(!(await exists(join(root, 'sp'))));
+  });
+
   test('a truncated or garbage tar is refused as InvalidArgument', async () => {
     const tar = await buildTar([{ name: 'f', body: 'x'.repeat(5000) }]);
     await assert.rejects(applyLayer(root, Readable.from([tar.subarray(0, 1500)]), { mode: 'delete', host, sameOwner: false }),
