@@ -63,6 +63,11 @@ export class FilesystemDriver implements StorageDriver {
 
   async putContent(path: string, data: Uint8Array | string): Promise<void> {
     const abs = this.#abs(path);
+    if (data.length === 0) {
+      // Links are empty files: creating one is atomic by itself, no staging or fsync needed.
+      await this.#createEmpty(abs);
+      return;
+    }
     const tmp = join(this.root, TMP_DIR, randomBytes(12).toString('hex'));
     const fh = await open(tmp, 'wx', 0o600);
     try {
@@ -235,6 +240,18 @@ export class FilesystemDriver implements StorageDriver {
   async sweepTmp(): Promise<void> {
     const dir = join(this.root, TMP_DIR);
     for (const n of await readdir(dir).catch(() => [] as string[])) await rm(join(dir, n), { force: true });
+  }
+
+  async #createEmpty(abs: string): Promise<void> {
+    let fh;
+    try {
+      fh = await open(abs, 'w', 0o600);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+      await mkdir(dirname(abs), { recursive: true });
+      fh = await open(abs, 'w', 0o600);
+    }
+    await fh.close();
   }
 
   async #renameInto(src: string, dst: string): Promise<void> {
