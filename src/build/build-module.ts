@@ -19,7 +19,7 @@ import type { DaemonModule, Daemon } from '../daemon/server.ts';
 import type { Services } from '../daemon/services.ts';
 import type { Logger } from '../pkg/log.ts';
 import { BuildCache } from './build-cache.ts';
-import { Builder, BuildStepError, type BuildImages, type BuildMessage } from './builder.ts';
+import { Builder, BuildStepError, trace, type BuildImages, type BuildMessage } from './builder.ts';
 import { BuildContext } from './context.ts';
 import { RuncStepRunner } from './run-step.ts';
 
@@ -114,14 +114,17 @@ async function handleBuild(ctx: Ctx, builder: () => Builder, cache: BuildCache, 
   });
 
   // The context arrives before anything is answered (dockerd reads it first, too).
+  const t0 = performance.now();
   const body = await sniffBody(ctx.req);
   const context = body.kind === 'tar'
     ? await BuildContext.fromTar(body.stream, cache.tmp, { signal: abort.signal })
     : await BuildContext.fromDockerfile(body.data, cache.tmp, q.get('dockerfile') || 'Dockerfile');
+  trace('context', t0);
   ctx.res.writeHead(200, { 'Content-Type': 'application/json' });
   const out = (m: BuildMessage) => {
     if (!ctx.res.writableEnded) ctx.res.write(encode(m));
   };
+  const later: Array<() => Promise<void>> = [];
   try {
     const req: Parameters<Builder['build']>[0] = {
       context,
@@ -133,6 +136,7 @@ async function handleBuild(ctx: Ctx, builder: () => Builder, cache: BuildCache, 
       quiet: bool(q, 'q'),
       signal: abort.signal,
       out,
+      deferCleanup: (fn) => later.push(fn),
     };
     const df = q.get('dockerfile');
     if (df) req.dockerfile = df;
@@ -149,8 +153,10 @@ async function handleBuild(ctx: Ctx, builder: () => Builder, cache: BuildCache, 
     if (!(err instanceof BerthError) || err.kind === 'Internal') log.error({ err: message }, 'build failed');
     out({ errorDetail: code !== undefined ? { code, message } : { message }, error: message });
   } finally {
-    await context.cleanup();
+    // The client has its answer before the temp files and mounts go.
     ctx.res.end();
+    for (const fn of later) await fn().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'build cleanup failed'));
+    await context.cleanup().catch(() => {});
   }
 }
 

@@ -97,6 +97,11 @@ export interface BuildRequest {
   quiet?: boolean;
   signal?: AbortSignal;
   out: (msg: BuildMessage) => void;
+  /**
+   * After a successful build, hand the cleanup (unmounts, temp files, network teardown) to the
+   * caller, which runs it once the client has its answer; without it cleanup is awaited.
+   */
+  deferCleanup?: (fn: () => Promise<void>) => void;
 }
 
 export interface BuildResult {
@@ -134,6 +139,10 @@ interface StageJob {
 
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
 const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** BERTH_BUILD_TRACE=1: per-phase timings on stderr (benchmark work). */
+export const trace: (what: string, t0: number) => void = process.env.BERTH_BUILD_TRACE === '1'
+  ? (what, t0) => process.stderr.write(`[build] ${what} ${(performance.now() - t0).toFixed(1)}ms\n`)
+  : () => {};
 const hash = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex');
 
 export class Builder {
@@ -145,10 +154,18 @@ export class Builder {
 
   async build(req: BuildRequest): Promise<BuildResult> {
     const run = new BuildRun(this.#d, req);
+    let ok = false;
     try {
-      return await run.execute();
+      const r = await run.execute();
+      ok = true;
+      return r;
     } finally {
-      await this.#d.cache.save().catch(() => {});
+      const finish = async () => {
+        await run.cleanup();
+        await this.#d.cache.save().catch(() => {});
+      };
+      if (ok && req.deferCleanup) req.deferCleanup(finish);
+      else await finish();
     }
   }
 }
@@ -169,6 +186,9 @@ class BuildRun {
   #snapSeq = 0;
   readonly #stageRoots = new Map<string, Promise<DirectoryTreeHandle>>();
   readonly #cleanups: Array<() => Promise<void>> = [];
+  /** Layer blobs being stored in the background (see #storeLayer). */
+  readonly #pending: Array<Promise<void>> = [];
+  readonly #runner: StepRunner & { close?(): Promise<void> };
 
   constructor(deps: BuilderDeps, req: BuildRequest) {
     this.#d = deps;
@@ -177,6 +197,7 @@ class BuildRun {
     this.#buildArgs = new Map();
     for (const [k, v] of Object.entries(req.buildArgs ?? {})) if (v !== null && v !== undefined) this.#buildArgs.set(k, v);
     this.#platform = platformFromFlag(req.platform) ?? deps.images.defaultPlatform();
+    this.#runner = deps.runner.session?.() ?? deps.runner;
   }
 
   #out(stream: string): void {
@@ -224,12 +245,16 @@ class BuildRun {
 
   async execute(): Promise<BuildResult> {
     await mkdir(this.#tmp, { recursive: true, mode: 0o700 });
-    try {
-      return await this.#execute();
-    } finally {
-      for (const c of this.#cleanups.reverse()) await c().catch((err: unknown) => this.#d.log.warn({ err: errorMessage(err) }, 'build cleanup failed'));
-      await rm(this.#tmp, { recursive: true, force: true }).catch(() => {});
-    }
+    return this.#execute();
+  }
+
+  /** Unmount what the build mounted, end its network sandbox, remove its temp files. */
+  async cleanup(): Promise<void> {
+    // Layer blobs still being written must land (or fail) before their temp files go.
+    await Promise.allSettled(this.#pending);
+    for (const c of this.#cleanups.reverse()) await c().catch((err: unknown) => this.#d.log.warn({ err: errorMessage(err) }, 'build cleanup failed'));
+    await this.#runner.close?.().catch((err: unknown) => this.#d.log.warn({ err: errorMessage(err) }, 'build network teardown failed'));
+    await rm(this.#tmp, { recursive: true, force: true }).catch(() => {});
   }
 
   async #execute(): Promise<BuildResult> {
@@ -297,6 +322,7 @@ class BuildRun {
     const unused = [...this.#buildArgs.keys()].filter((k) => !this.#usedArgs.has(k) && !(PROXY_ARGS as readonly string[]).includes(k));
     if (unused.length) this.#out(`[Warning] One or more build-args [${unused.sort().join(' ')}] were not consumed\n`);
 
+    await this.settle();
     const tags = this.#req.tags ?? [];
     const rec = await this.#d.images.createImage(final.config, final.layers, []);
     for (const t of tags) await this.#d.images.tag(rec.id, t);
@@ -716,7 +742,7 @@ class BuildRun {
         output: (chunk) => st.out(chunk.toString('utf8')),
       };
       if (this.#req.signal) opts.signal = this.#req.signal;
-      const code = await this.#d.runner.run(opts);
+      const code = await this.#runner.run(opts);
       if (code !== 0) {
         const shown = ins.command.json ? JSON.stringify(args) : args.join(' ');
         throw new BuildStepError(`The command '${shown}' returned a non-zero code: ${code}`, code);
@@ -933,19 +959,29 @@ class BuildRun {
     }
     const seq = ++this.#snapSeq;
     const snapKey = `build-${this.#id}-${seq}`;
+    let t0 = performance.now();
     const mounts = await this.#d.snapshotter.prepare(snapKey, parent);
+    trace('prepare', t0);
     let committed = false;
     try {
+      t0 = performance.now();
       const root = await this.#mountAt(mounts, join(this.#tmp, `mnt-${seq}`));
+      trace('mount', t0);
       try {
+        t0 = performance.now();
         await mutate(root.path);
+        trace('mutate', t0);
       } finally {
+        t0 = performance.now();
         await root.unmount();
+        trace('unmount', t0);
       }
-      const layer = await this.#storeLayer(snapKey, parent);
+      const { layer, stored } = await this.#storeLayer(snapKey, parent);
       committed = true;
       const created = new Date().toISOString();
-      this.#d.cache.put(key, { created, layer });
+      const recorded = stored.then(() => this.#d.cache.put(key, { created, layer }));
+      recorded.catch(() => {}); // observed by settle()/cleanup(); never an unhandled rejection
+      this.#pending.push(recorded);
       st.key = key;
       this.#pushLayer(st, layer);
       this.#history(st, history(created));
@@ -968,27 +1004,46 @@ class BuildRun {
     st.config.rootfs = { type: 'layers', diff_ids: st.layers.map((l) => l.diffId) };
   }
 
-  /** Diff the snapshot's upper dir into an uncompressed layer blob, then commit the snapshot. */
-  async #storeLayer(snapKey: string, parent: Digest | undefined): Promise<CachedLayer> {
+  /**
+   * Diff the snapshot's upper dir into an uncompressed layer tar (hashing it on the way: the
+   * diffID), commit the snapshot under the chain ID, and store the blob in the content store in
+   * the background: the next step only needs the committed snapshot. The image is created only
+   * after every blob landed (#settle); the cache records a layer once its blob is stored.
+   */
+  async #storeLayer(snapKey: string, parent: Digest | undefined): Promise<{ layer: CachedLayer; stored: Promise<void> }> {
     const upper = this.#d.snapshotter.upperDir(snapKey);
     const file = join(this.#tmp, `layer-${snapKey}.tar`);
     const h = createHash('sha256');
     let size = 0;
+    let t0 = performance.now();
     await pipeline(
       layerDiff(upper, { host: this.#d.host }),
       new Transform({ transform(c: Buffer, _e, cb) { h.update(c); size += c.length; cb(null, c); } }),
       createWriteStream(file, { mode: 0o600 }),
     );
     const diffId = `sha256:${h.digest('hex')}` as Digest;
-    try {
-      if (!(await this.#d.content.has(diffId))) await this.#d.content.ingest(createReadStream(file), { digest: diffId, size });
-    } finally {
-      await rm(file, { force: true });
-    }
-    const chainId = parent ? chainIds([parent, diffId])[1]! : diffId;
-    // chainIds([parent, diff]) treats `parent` as a diffID; for a chain that equals the rule.
+    trace('diff', t0);
+    t0 = performance.now();
+    const chainId = parent ? sha256(`${parent} ${diffId}`) : diffId;
     await this.#d.snapshotter.commit(snapKey, chainId);
-    return { diffId, chainId, blob: { digest: diffId, size, mediaType: MediaType.OciLayer } };
+    trace('commit', t0);
+    const stored = (async () => {
+      const t1 = performance.now();
+      try {
+        if (!(await this.#d.content.has(diffId))) await this.#d.content.ingest(createReadStream(file), { digest: diffId, size });
+      } finally {
+        await rm(file, { force: true });
+      }
+      trace('ingest (background)', t1);
+    })();
+    return { layer: { diffId, chainId, blob: { digest: diffId, size, mediaType: MediaType.OciLayer } }, stored };
+  }
+
+  /** Wait for every background blob write; the first failure fails the build. */
+  async settle(): Promise<void> {
+    const rs = await Promise.allSettled(this.#pending);
+    const bad = rs.find((r) => r.status === 'rejected');
+    if (bad) throw (bad as PromiseRejectedResult).reason;
   }
 }
 

@@ -14,7 +14,7 @@ import { constants as fsc } from 'node:fs';
 import { chmod, link, lstat, mkdir, mkdtemp, open, readFile, readlink, realpath, rm, symlink, utimes, lutimes } from 'node:fs/promises';
 import { posix, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { invalidArgument, notFound } from '../core/errors.ts';
 import { cleanEntryName, secureJoin, secureResolve } from '../layer/secure-join.ts';
@@ -162,7 +162,24 @@ export class BuildContext implements SourceTree {
         await rm(target, { recursive: true, force: true });
         const hash = createHash('sha256');
         const fh = await open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-        await pipeline(body, new Transform({ transform(c: Buffer, _e, cb) { hash.update(c); cb(null, c); } }), fh.createWriteStream());
+        try {
+          // Small files in one write; large ones in batches of chunks (fewer syscalls).
+          let batch: Buffer[] = [];
+          let n = 0;
+          for await (const c of body as AsyncIterable<Buffer>) {
+            hash.update(c);
+            batch.push(c);
+            n += c.length;
+            if (n >= 1 << 20) {
+              await fh.writev(batch);
+              batch = [];
+              n = 0;
+            }
+          }
+          if (batch.length) await fh.writev(batch);
+        } finally {
+          await fh.close();
+        }
         // The file was created here with O_EXCL|O_NOFOLLOW in a private dir: the path is ours.
         await chmod(target, mode);
         await utimes(target, mtime, mtime);

@@ -19,6 +19,7 @@ import { buildSpec, hostsFile, resolvConf, specToJson, type OciSpec } from '../r
 import { resolveUser } from '../runtime/user.ts';
 import { hostRlimits } from '../runtime/rlimits.ts';
 import { hostBoundingCaps } from '../runtime/capabilities.ts';
+import { trace } from './builder.ts';
 
 export interface RunStepOptions {
   /** Mounted root filesystem of the step (read-write). */
@@ -37,6 +38,11 @@ export interface RunStepOptions {
 export interface StepRunner {
   /** Run and return the exit code. Throws only when the container cannot be run at all. */
   run(opts: RunStepOptions): Promise<number>;
+  /**
+   * A runner for one build: its RUN steps share one network sandbox (set up at the first RUN
+   * on the default network, ended by close()), as steps of one build never run as servers.
+   */
+  session?(): StepRunner & { close(): Promise<void> };
 }
 
 export interface RuncStepRunnerOptions {
@@ -51,6 +57,11 @@ export interface RuncStepRunnerOptions {
   networks?: () => NetworkService | undefined;
 }
 
+interface NetSetup {
+  netnsPath: string | undefined;
+  files: { hostname: string; hosts: string; resolvConf: string };
+}
+
 export class RuncStepRunner implements StepRunner {
   readonly #o: RuncStepRunnerOptions;
   #hostCaps: string[] | undefined;
@@ -60,30 +71,62 @@ export class RuncStepRunner implements StepRunner {
   }
 
   async run(opts: RunStepOptions): Promise<number> {
+    const s = this.session();
+    try {
+      return await s.run(opts);
+    } finally {
+      await s.close();
+    }
+  }
+
+  session(): StepRunner & { close(): Promise<void> } {
+    const sid = 'build-' + randomBytes(16).toString('hex');
+    const filesDir = join(this.#o.tmpRoot, sid);
+    let net: Promise<NetSetup> | undefined;
+    const networks = () => this.#o.networks?.();
+    return {
+      run: (opts) => {
+        const mode = opts.network === 'bridge' ? 'default' : opts.network;
+        if (!['default', 'none', 'host'].includes(mode)) throw invalidArgument(`network mode ${JSON.stringify(opts.network)} not supported for builds (want default, none or host)`);
+        const svc = mode === 'default' ? networks() : undefined;
+        if (!svc) return this.#runOne(opts, mode === 'none' ? 'none' : 'host', undefined);
+        net ??= (async () => {
+          const t0 = performance.now();
+          await mkdir(filesDir, { recursive: true, mode: 0o700 });
+          const sb = await svc.setUp({ containerId: sid, name: sid, hostname: sid.slice(0, 12), networkMode: 'bridge', filesDir });
+          trace('run: network setup', t0);
+          return { netnsPath: sb.netnsPath, files: { hostname: sb.hostnamePath, hosts: sb.hostsPath, resolvConf: sb.resolvConfPath } };
+        })();
+        return net.then((n) => this.#runOne(opts, 'bridge', n));
+      },
+      close: async () => {
+        if (net) {
+          const svc = networks();
+          await net.catch(() => undefined);
+          await svc?.tearDown(sid).catch(() => {});
+          await svc?.forget(sid).catch(() => {});
+        }
+        await rm(filesDir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  async #runOne(opts: RunStepOptions, mode: 'bridge' | 'host' | 'none', net: NetSetup | undefined): Promise<number> {
     const id = 'build-' + randomBytes(16).toString('hex');
     const bundle = join(this.#o.tmpRoot, id);
     await mkdir(bundle, { recursive: true, mode: 0o700 });
-    const filesDir = join(bundle, 'files');
-    await mkdir(filesDir, { mode: 0o700 });
-    const mode = opts.network === 'bridge' ? 'default' : opts.network;
-    if (!['default', 'none', 'host'].includes(mode)) throw invalidArgument(`network mode ${JSON.stringify(opts.network)} not supported for builds (want default, none or host)`);
-    const networks = mode === 'default' ? this.#o.networks?.() : undefined;
-    const effective = mode === 'default' && !networks ? 'host' : mode;
-    let netnsPath: string | undefined;
-    let files = { hostname: join(filesDir, 'hostname'), hosts: join(filesDir, 'hosts'), resolvConf: join(filesDir, 'resolv.conf') };
-    let sandboxUp = false;
     try {
-      if (networks) {
-        const sb = await networks.setUp({ containerId: id, name: id, hostname: id.slice(0, 12), networkMode: 'bridge', filesDir });
-        sandboxUp = true;
-        netnsPath = sb.netnsPath;
-        files = { hostname: sb.hostnamePath, hosts: sb.hostsPath, resolvConf: sb.resolvConfPath };
-      } else {
+      let t0 = performance.now();
+      let files = net?.files;
+      if (!files) {
+        const filesDir = join(bundle, 'files');
+        await mkdir(filesDir, { mode: 0o700 });
+        files = { hostname: join(filesDir, 'hostname'), hosts: join(filesDir, 'hosts'), resolvConf: join(filesDir, 'resolv.conf') };
         const hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-        const hn = effective === 'host' ? (await readFile('/etc/hostname', 'utf8').catch(() => 'localhost')).trim() : id.slice(0, 12);
+        const hn = mode === 'host' ? (await readFile('/etc/hostname', 'utf8').catch(() => 'localhost')).trim() : id.slice(0, 12);
         await writeFile(files.hostname, hn + '\n');
         await writeFile(files.hosts, hostsFile(hn));
-        await writeFile(files.resolvConf, resolvConf(hostResolv, [], [], [], effective === 'host'));
+        await writeFile(files.resolvConf, resolvConf(hostResolv, [], [], [], mode === 'host'));
       }
       // WORKDIR may not exist yet (Docker creates it for RUN).
       await mkdirInRoot(opts.rootfs, opts.workdir);
@@ -94,7 +137,7 @@ export class RuncStepRunner implements StepRunner {
         id,
         rootfs: opts.rootfs,
         image,
-        create: { Cmd: opts.args, Entrypoint: [''], Hostname: id.slice(0, 12), HostConfig: { NetworkMode: effective === 'host' ? 'host' : effective === 'none' ? 'none' : 'bridge' } },
+        create: { Cmd: opts.args, Entrypoint: [''], Hostname: id.slice(0, 12), HostConfig: { NetworkMode: mode } },
         user,
         files,
         cgroupsPath: this.#o.cgroupVersion === '2' ? `berth-build-${id}` : `/berth-build/${id}`,
@@ -103,15 +146,17 @@ export class RuncStepRunner implements StepRunner {
         hostCaps: this.#hostCaps,
       });
       spec.process.args = opts.args;
-      if (netnsPath) {
-        for (const ns of spec.linux.namespaces as Array<{ type: string; path?: string }>) if (ns.type === 'network') ns.path = netnsPath;
+      if (net?.netnsPath) {
+        for (const ns of spec.linux.namespaces as Array<{ type: string; path?: string }>) if (ns.type === 'network') ns.path = net.netnsPath;
       }
       for (const b of opts.binds ?? []) spec.mounts.push({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'ro', 'rprivate'] });
       await writeFile(join(bundle, 'config.json'), specToJson(spec));
-      return await this.#runc(id, bundle, opts);
+      trace('run: spec', t0);
+      t0 = performance.now();
+      const code = await this.#runc(id, bundle, opts);
+      trace('run: runc', t0);
+      return code;
     } finally {
-      if (sandboxUp) await networks!.tearDown(id).catch(() => {});
-      if (networks) await networks.forget(id).catch(() => {});
       await rm(bundle, { recursive: true, force: true });
     }
   }
