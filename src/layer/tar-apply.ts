@@ -213,6 +213,11 @@ class LayerApplier {
     if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw refuse(name.slice(0, 64) + '...', 'name too long');
     const clean = cleanEntryName(name);
     if (clean === undefined) throw refuse(name, 'path escapes the layer root');
+    const pax = h.pax as Record<string, string> | null | undefined;
+    if (pax && ('GNU.sparse.major' in pax || 'GNU.sparse.map' in pax || 'GNU.sparse.size' in pax)) {
+      // PAX-encoded GNU sparse files would otherwise land as their raw map + data.
+      throw refuse(name, 'sparse files are not supported');
+    }
     const dir = clean.includes('/') ? posix.dirname(clean) : '';
     const base = posix.basename(clean);
 
@@ -237,11 +242,6 @@ class LayerApplier {
     const rel = parent === '' ? base : `${parent}/${base}`;
     const abs = posix.join(this.#root, rel);
 
-    const pax = h.pax as Record<string, string> | null | undefined;
-    if (pax && ('GNU.sparse.major' in pax || 'GNU.sparse.map' in pax || 'GNU.sparse.size' in pax)) {
-      // PAX-encoded GNU sparse files would otherwise land as their raw map + data.
-      throw refuse(name, 'sparse files are not supported');
-    }
     switch (h.type) {
       case 'file':
       case 'contiguous-file':
@@ -273,7 +273,7 @@ class LayerApplier {
         break;
       }
       case 'link':
-        await this.#hardlink(name, abs, h);
+        this.#hardlink(name, abs, h.linkname ?? '');
         break;
       case 'character-device':
       case 'block-device':
@@ -314,8 +314,8 @@ class LayerApplier {
     }
   }
 
-  async #hardlink(name: string, abs: string, h: Header): Promise<void> {
-    const raw = h.linkname ?? '';
+  /** A hardlink shares the target's inode and so its owner, mode and times: none are applied. */
+  #hardlink(name: string, abs: string, raw: string): void {
     if (raw === '' || raw.includes('\0')) throw refuse(name, 'invalid hardlink target');
     const clean = cleanEntryName(raw);
     if (clean === undefined || clean === '') throw refuse(name, `hardlink target ${JSON.stringify(raw)} escapes the layer root`);
@@ -338,8 +338,6 @@ class LayerApplier {
     if (target === abs) return;
     this.#replace(abs, false);
     linkSync(target, abs);
-    // A hardlink shares the target's inode and so its owner, mode and times: none are applied.
-    void h;
   }
 
   /** Overlay mode: bring a lower layer's file into this diff so a hardlink can point at it. */
