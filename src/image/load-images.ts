@@ -19,7 +19,8 @@ import { chainIds } from '../core/chain-id.ts';
 import { BerthError, dataLoss, errorMessage, invalidArgument } from '../core/errors.ts';
 import { INDEX_TYPES, MAX_MANIFEST_BYTES, MediaType, platformMatches, type ImageConfig, type ImageIndex, type ImageManifest } from '../core/oci.ts';
 import { formatReference, parseReference } from '../core/reference.ts';
-import { autoDecompress, sniffCompression } from '../layer/compression.ts';
+import { sniffCompression } from '../layer/compression.ts';
+import { inflate } from './inflate.ts';
 import { HashCounter } from './hash-counter.ts';
 import type { ImageService, Lease } from './image-service.ts';
 import { familiar, type StoredImage } from './image-store.ts';
@@ -76,7 +77,7 @@ export async function loadImages(images: ImageService, body: Readable, opts: Loa
   const { content } = images;
   try {
     const extract = tarExtract();
-    const feeding = pipeline(body, autoDecompress(), extract, opts.signal ? { signal: opts.signal } : {});
+    const feeding = pipeline(body, inflate(), extract, opts.signal ? { signal: opts.signal } : {});
     let feedErr: unknown;
     feeding.catch((e: unknown) => (feedErr = e));
     try {
@@ -302,7 +303,7 @@ async function unpackLayer(
     });
   }
   const hasher = new HashCounter();
-  const feed = pipeline(src, autoDecompress(), hasher);
+  const feed = pipeline(src, inflate(), hasher);
   feed.catch(() => {});
   try {
     const unpackOpts: Parameters<typeof images.snapshotter.unpack>[3] = {

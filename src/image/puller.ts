@@ -4,7 +4,7 @@
 //   -> per layer, in parallel (at most `concurrency` downloads at once):
 //        snapshot exists          -> "Already exists"
 //        parent layer committed   -> ONE pass: HTTP body -tee-> ContentWriter (verifies digest+size)
-//                                                    \-> autoDecompress -> sha256 (diffID) -> unpack
+//                                                    \-> inflate -> sha256 (diffID) -> unpack
 //        parent not committed yet -> download into the content store now, unpack from the blob
 //                                    once the parent is committed (overlay unpack needs the
 //                                    lower layers' diff dirs)
@@ -27,7 +27,7 @@ import { familiarString, formatReference, parseReference, repositoryName, type R
 import type { SnapshotInfo } from '../core/snapshots.ts';
 import type { RegistryClient } from '../distribution/registry-client.ts';
 import { staticAuth, type Credentials } from '../distribution/credentials.ts';
-import { autoDecompress } from '../layer/compression.ts';
+import { inflate } from './inflate.ts';
 import type { ImageService } from './image-service.ts';
 import type { StoredImage } from './image-store.ts';
 import { progressMessage, Throttle, type ProgressSink } from './progress.ts';
@@ -307,7 +307,7 @@ export class Puller {
     const id = shortId(l.desc.digest);
     const body = await this.#fetch(l);
     const writer = await images.content.writer({ digest: l.desc.digest, size: l.desc.size });
-    const decomp = autoDecompress(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
+    const decomp = inflate(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
     const hasher = new HashCounter();
     const tee = new Tee([writer, decomp]);
     const download = (async () => {
@@ -320,13 +320,13 @@ export class Puller {
       return blob;
     })();
     download.catch(() => {});
-    const inflate = pipeline(decomp, hasher);
-    inflate.catch(() => {});
+    const inflating = pipeline(decomp, hasher);
+    inflating.catch(() => {});
     try {
       const unpackOpts: Parameters<typeof images.snapshotter.unpack>[3] = {
         beforeCommit: async () => {
           await download;
-          await inflate;
+          await inflating;
           this.#checkDiffId(l, hasher.digest);
         },
       };
@@ -337,7 +337,7 @@ export class Puller {
       // so the blob still lands in the content store, verified.
       hasher.resume();
       await download;
-      await inflate;
+      await inflating;
       l.progress(progressMessage(id, 'Pull complete'));
       return info;
     } catch (err) {
@@ -384,7 +384,7 @@ export class Puller {
       if (n < total && !t.ready()) return;
       l.progress(progressMessage(id, 'Extracting', n, total));
     });
-    const decomp = autoDecompress(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
+    const decomp = inflate(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
     const hasher = new HashCounter();
     const feed = pipeline(images.content.createReadStream(l.desc.digest), counter, decomp, hasher);
     feed.catch(() => {});
