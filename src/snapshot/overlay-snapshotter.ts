@@ -11,13 +11,13 @@ import { chmod, lchown, lstat, mkdir, readdir, readFile, readlink, rename, rm, s
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { isDigest, parseDigest, type Digest } from '../core/digest.ts';
+import { digestHex, isDigest, parseDigest, type Digest } from '../core/digest.ts';
 import { alreadyExists, failedPrecondition, notFound } from '../core/errors.ts';
 import type { Mount, SnapshotInfo, Snapshotter, UnpackOptions } from '../core/snapshots.ts';
 import type { Host } from '../host/host.ts';
 import { applyLayer } from '../layer/tar-apply.ts';
 import { fsyncDir, writeJsonAtomic } from '../pkg/atomic-file.ts';
-import { SnapshotPaths, validateKey } from './paths.ts';
+import { isValidKey, SnapshotPaths, validateKey } from './paths.ts';
 
 interface CommittedMeta {
   chainId: Digest;
@@ -67,7 +67,11 @@ export class OverlaySnapshotter implements Snapshotter {
     for (const hex of await readdir(p.committedDir)) {
       const dir = join(p.committedDir, hex);
       const meta = await readMeta<CommittedMeta>(dir);
-      if (!meta || !isDigest(meta.chainId) || !meta.chainId.endsWith(hex) || !validShort(meta.short)) {
+      // Metadata is validated on read too: a digest becomes a path only after it passed isDigest.
+      const valid =
+        meta && isDigest(meta.chainId) && digestHex(meta.chainId) === hex && validShort(meta.short) &&
+        (meta.parent === undefined || isDigest(meta.parent)) && Number.isSafeInteger(meta.size);
+      if (!valid) {
         await this.#discard(dir);
         continue;
       }
@@ -76,7 +80,7 @@ export class OverlaySnapshotter implements Snapshotter {
     for (const key of await readdir(p.activeDir)) {
       const dir = join(p.activeDir, key);
       const meta = await readMeta<ActiveMeta>(dir);
-      const complete = meta && meta.key === key && (await exists(SnapshotPaths.fs(dir))) && (await exists(SnapshotPaths.work(dir)));
+      const complete = meta && meta.key === key && isValidKey(key) && (meta.parent === undefined || isDigest(meta.parent)) && (await exists(SnapshotPaths.fs(dir))) && (await exists(SnapshotPaths.work(dir)));
       if (!meta || !complete) {
         await this.#discard(dir);
         continue;

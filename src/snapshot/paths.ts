@@ -21,6 +21,10 @@ import { invalidArgument } from '../core/errors.ts';
 /** Active snapshot keys are caller-chosen names (container IDs, build step keys). */
 const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+export function isValidKey(key: string): boolean {
+  return KEY_RE.test(key);
+}
+
 export function validateKey(key: string): string {
   if (!KEY_RE.test(key)) throw invalidArgument(`invalid snapshot key ${JSON.stringify(key)}`);
   return key;

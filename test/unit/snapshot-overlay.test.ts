@@ -171,6 +171,10 @@ test('init sweeps crash debris and keeps complete snapshots', async () => {
   await mkdir(join(root, 'active/half/fs'), { recursive: true });
   await writeFile(join(root, 'active/half/meta.json'), JSON.stringify({ key: 'half', created: '' }));
   await writeFile(join(root, 'l', 'zzzzzzzzzz'), '');
+  // Metadata is checked on read: a parent that is not a digest never becomes a path.
+  const evil = 'e'.repeat(64);
+  await mkdir(join(root, 'committed', evil, 'fs'), { recursive: true });
+  await writeFile(join(root, 'committed', evil, 'meta.json'), JSON.stringify({ chainId: `sha256:${evil}`, parent: '../../../etc', short: 'abcdefghij', size: 0, created: '' }));
   const again = new OverlaySnapshotter(root, host);
   await again.init();
   assert.deepEqual(await readdir(join(root, 'tmp')), []);
