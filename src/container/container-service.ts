@@ -132,6 +132,8 @@ export class ContainerService {
   #waiters = new Map<string, Array<{ cond: WaitCondition; resolve: (r: { code: number; error?: string }) => void }>>();
   #exitSignals = new Map<string, { promise: Promise<void>; resolve: () => void }>();
   #pendingAttach = new Map<string, Array<(bundle: string) => Promise<void>>>();
+  /** Ends pending attaches when the start they wait for fails. */
+  #pendingFail = new Map<string, Array<() => void>>();
   #execs = new Map<string, ExecRecord>();
   #health: HealthMonitor;
   #watcher: FSWatcher | undefined;
@@ -515,10 +517,13 @@ export class ContainerService {
       await mkdir(bundle, { recursive: true, mode: 0o700 });
       const snap = this.#d.snapshotter();
       if (!snap) throw internal('no snapshotter');
-      // The rootfs is mounted by runc inside the container's mount namespace (an overlay mount
-      // over "/"): no host mount to make, none to leak, nothing to unmount at exit. Only the
-      // volume service's copy-up needs the merged tree on the host first.
-      const needHostRootfs = vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0);
+      // The rootfs is mounted on the host (bundle/rootfs), as Docker and Podman do: `docker cp`
+      // into a running container then writes through a real path with the confined tar apply.
+      // (runc can mount the overlay over "/" inside the container itself, which saves the mount
+      // and umount spawns, but /proc/<pid>/root is no safe write path for cp: a path resolver
+      // that calls realpath() on it lands on the host's root. BERTH_ROOTFS_IN_RUNTIME=1 enables
+      // that mode for containers that need no cp into them.)
+      const needHostRootfs = process.env.BERTH_ROOTFS_IN_RUNTIME !== '1' || (vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0));
       const rootfs = this.paths.rootfs(id);
       await mkdir(rootfs, { recursive: true, mode: 0o755 });
       let rootMount: OciSpec['mounts'][number] | undefined;
@@ -603,6 +608,7 @@ export class ContainerService {
       this.#exitSignals.delete(id);
       const pending = this.#pendingAttach.get(id) ?? [];
       this.#pendingAttach.delete(id);
+      this.#pendingFail.delete(id);
       await Promise.all(pending.map((p) => p(bundle).catch(() => {})));
       tr('attach');
       await rt.start(id);
@@ -621,6 +627,12 @@ export class ContainerService {
       const msg = errorMessage(err);
       rec.state = { ...rec.state, status: rec.state.startedAt === '0001-01-01T00:00:00Z' ? 'created' : 'exited', pid: 0, conmonPid: 0, error: msg, exitCode: /not found|no such file/i.test(msg) ? 127 : /permission denied|not permitted/i.test(msg) ? 126 : 128 };
       await this.#save(rec).catch(() => {});
+      // Attaches waiting for this start end now (the CLI waits for them before it exits).
+      this.#pendingAttach.delete(id);
+      for (const f of this.#pendingFail.get(id) ?? []) f();
+      this.#pendingFail.delete(id);
+      this.#notify(id, 'exit', rec.state.exitCode, msg);
+      if (rec.hostConfig.AutoRemove) void this.#autoRemove(rec);
       // The CLI maps these to 127/126 from the message; Docker answers them with 400.
       if (/executable file not found|no such file or directory|permission denied|not a directory/i.test(msg)) throw invalidArgument(`failed to create task for container: ${msg}`);
       throw err instanceof BerthError ? err : internal(msg);
@@ -999,7 +1011,11 @@ export class ContainerService {
     }
     const connect = async (bundle: string): Promise<AttachStream> => {
       const a = attachConmon(bundle);
-      a.onData((st, d) => sink.write(rec.config.Tty ? 1 : st, d));
+      // With a TTY the container has no stderr: stream 3 carries only conmon's own messages.
+      a.onData((st, d) => {
+        if (rec.config.Tty && st === 2) return;
+        sink.write(st, d);
+      });
       await a.ready;
       if (sink.stdin && rec.config.OpenStdin) {
         sink.stdin.on('data', (b: Buffer) => a.stdin.write(b));
@@ -1035,6 +1051,9 @@ export class ContainerService {
     const list = this.#pendingAttach.get(id) ?? [];
     list.push(fn);
     this.#pendingAttach.set(id, list);
+    const fails = this.#pendingFail.get(id) ?? [];
+    fails.push(onAbort);
+    this.#pendingFail.set(id, fails);
     signal.addEventListener('abort', () => {
       const l = this.#pendingAttach.get(id);
       if (l) this.#pendingAttach.set(id, l.filter((x) => x !== fn));
@@ -1168,7 +1187,9 @@ export class ContainerService {
     let att: AttachStream | undefined;
     if (!opts.detach && sink) {
       att = attachConmon(dir);
-      att.onData((_s, d) => sink.write(1, d));
+      att.onData((st, d) => {
+        if (st === 1) sink.write(1, d);
+      });
       await att.ready.catch(() => {});
       if (sink.stdin && cfg.AttachStdin) {
         const a = att;
@@ -1209,16 +1230,19 @@ export class ContainerService {
   // ------------------------------------------------------------------------------------------
   // filesystem access for export/archive
 
-  /** The running container's root as the host sees it: its own mount namespace's "/". */
+  /** The running container's root filesystem on the host (read-only uses: user lookup, cp out). */
   #rootView(rec: ContainerRecord): string {
-    return `/proc/${rec.state.pid}/root`;
+    return existsSync(join(this.paths.rootfs(rec.id), 'proc')) ? this.paths.rootfs(rec.id) : `/proc/${rec.state.pid}/root`;
   }
 
   /** Run `fn` with the container's root filesystem (mounted on the host if it is stopped). */
   async withRootfs<T>(ref: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
     const rec = this.store.get(ref);
-    const running = (rec.state.status === 'running' || rec.state.status === 'paused') && (await sameProcess(rec.state.pid, rec.state.pidStart));
-    const rootfs = running ? this.#rootView(rec) : await this.#locked(rec.id, () => this.#mountRootfs(rec));
+    const running = rec.state.status === 'running' || rec.state.status === 'paused';
+    // Running: its host mount (never /proc/<pid>/root, see #startContainer). Stopped: mount it.
+    // Never a second overlay instance over the upper dir of a running container.
+    if (running && !(await isMountPoint(this.paths.rootfs(rec.id)))) throw failedPrecondition(`container ${rec.id} runs with its rootfs mounted by the runtime: stop it first`);
+    const rootfs = await this.#locked(rec.id, () => this.#mountRootfs(rec));
     try {
       return await fn(rootfs);
     } finally {

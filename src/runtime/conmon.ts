@@ -162,12 +162,14 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
       }
       exitResolve(-1);
     });
-    if (attachPipe) {
-      // Exec with attach: conmon reports on the attach pipe first, then waits on the start pipe
-      // before it runs the runtime, so the PID arrives only after start().
-      readSyncMessages(attachPipe, () => resolve({ pid: -1, conmonPid: -1 }));
-    } else if (o.exec) {
+    if (o.exec) {
+      // Exec: conmon first waits for a start message (Podman moves it into a cgroup then).
       startPipe!.write('0');
+    }
+    if (attachPipe) {
+      // Exec with attach: conmon then makes its attach socket, reports on the attach pipe and
+      // waits for a second start message before it runs the runtime: the PID comes after start().
+      readSyncMessages(attachPipe, () => resolve({ pid: -1, conmonPid: -1 }));
     }
   });
   if (o.exec) {
@@ -189,8 +191,8 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
 
 /** runc errors arrive JSON-ish and wrapped; keep the useful part. */
 export function cleanRuntimeError(msg: string): string {
-  const m = /msg="([^"]+)"/.exec(msg);
-  return (m ? m[1]! : msg).replace(/\\"/g, '"').trim();
+  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(msg);
+  return (m ? m[1]! : msg).replace(/\\"/g, '"').replace(/\\\\/g, '\\').trim();
 }
 
 export async function readPidFile(p: string): Promise<number> {
