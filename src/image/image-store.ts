@@ -30,9 +30,10 @@ interface IndexFile {
 const FULL_HEX = /^[a-f0-9]{64}$/;
 const HEX_PREFIX = /^(?:sha256:)?([a-f0-9]{1,64})$/;
 
-/** The normalized string of a tag or digest reference, as stored. */
+/** The normalized string of a tag or digest reference, as stored ("busybox" gets ":latest"). */
 export function normalizeName(name: string): string {
-  return formatReference(parseReference(name));
+  const ref = parseReference(name);
+  return formatReference(ref.digest ? { domain: ref.domain, path: ref.path, digest: ref.digest } : ref);
 }
 
 function isCanonical(ref: string): boolean {
@@ -200,7 +201,8 @@ export class Draft {
   }
 
   /** Point a normalized tag or repo digest at `id`, moving it off any other image. */
-  addRef(id: Digest, normalized: string): void {
+  addRef(id: Digest, name: string): void {
+    const normalized = normalizeName(name);
     const img = this.images.get(id);
     if (!img) throw notFound(`No such image: ${id}`);
     for (const other of this.images.values()) {
@@ -215,7 +217,8 @@ export class Draft {
   }
 
   /** Remove a tag or repo digest; returns the image it pointed at. */
-  removeRef(normalized: string): StoredImage | undefined {
+  removeRef(name: string): StoredImage | undefined {
+    const normalized = normalizeName(name);
     for (const img of this.images.values()) {
       if (this.#drop(img, normalized)) return img;
     }
