@@ -572,7 +572,9 @@ export class BridgeNetworkService implements NetworkService {
         return { ...files, netnsPath: undefined, settings: this.#settingsOf(sb) };
       }
       if (mode.startsWith('container:')) {
-        const target = mode.slice('container:'.length);
+        const ref = mode.slice('container:'.length);
+        // The container part should pass a full ID; names and prefixes are resolved here too.
+        const target = this.#sandboxes.has(ref) ? ref : ((await this.#resolveContainer(ref).catch(() => undefined))?.id ?? ref);
         const other = this.#sandboxes.get(target);
         if (!other || (!other.netnsPath && other.mode !== 'host')) throw failedPrecondition(`cannot join network of a non running container: ${target}`);
         sb.mode = 'container';
@@ -617,11 +619,13 @@ export class BridgeNetworkService implements NetworkService {
       }
       this.#sandboxes.set(sb.containerId, sb);
       try {
-        await Promise.all([
-          this.#links.createNetns(netnsPath, veths),
-          this.#writeFiles(sb, files),
-          this.#startProxies(sb),
-        ]);
+        // Ports first: a port in use fails here, cheaply, before any namespace exists.
+        await this.#startProxies(sb);
+        // Then all of the rest, letting every step finish before judging (no undo racing a
+        // namespace mount still in flight).
+        const results = await Promise.allSettled([this.#links.createNetns(netnsPath, veths), this.#writeFiles(sb, files)]);
+        const failed = results.find((r) => r.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
         if (sb.ports.length) await this.#applyRules();
         await writeJsonAtomic(this.#paths.sandbox(sb.containerId), sb);
       } catch (err) {
