@@ -241,7 +241,8 @@ export class ApiClient {
         headers['Content-Type'] = 'application/json';
         headers['Content-Length'] = String(payload.length);
       }
-      const req = http.request({ ...this.#endpoint, method, path: this.#versioned(path) + encodeQuery(opts.query), headers });
+      // A connection of its own: a hijacked socket must never come from (or go back to) a pool.
+      const req = http.request({ ...this.#endpoint, agent: false, method, path: this.#versioned(path) + encodeQuery(opts.query), headers });
       req.on('error', (err) => reject(new ConnectError(this.host, err)));
       req.on('upgrade', (res, socket, head) => {
         if (head.length > 0) socket.unshift(head);

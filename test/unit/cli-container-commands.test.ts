@@ -12,21 +12,31 @@ import { startErrorStatus } from '../../src/cli/commands/container-run.ts';
 
 const CID = 'c'.repeat(64);
 
+// Like a daemon: wait's headers come at once, its body only after the container was started
+// (and has run for `ms`). A client that waits for the body before starting hangs here.
+let started: () => void = () => {};
+let startedP = new Promise<void>((r) => (started = r));
+function resetStarted(): void {
+  startedP = new Promise<void>((r) => (started = r));
+}
 function waitAfter(res: ServerResponse, status: number, ms = 50): void {
   res.writeHead(200, { 'Content-Type': 'application/json' });
   res.flushHeaders();
-  setTimeout(() => res.end(JSON.stringify({ StatusCode: status, Error: null })), ms);
+  void startedP.then(() => setTimeout(() => res.end(JSON.stringify({ StatusCode: status, Error: null })), ms));
+}
+function startOk(res: ServerResponse): void {
+  res.writeHead(204);
+  res.end();
+  started();
 }
 
 test('run (attached): create, attach, wait, start in docker order; demuxed output; exit code from wait', async () => {
+  resetStarted();
   const d = await startFakeDaemon(
     (r, res) => {
       if (r.path === '/containers/create') return sendJson(res, 201, { Id: CID, Warnings: ['low memory'] });
       if (r.path.endsWith('/wait')) return waitAfter(res, 3, 150);
-      if (r.path.endsWith('/start')) {
-        res.writeHead(204);
-        return res.end();
-      }
+      if (r.path.endsWith('/start')) return startOk(res);
     },
     (r, socket) => {
       socket.write(frame(1, 'out line\n'));
@@ -54,15 +64,13 @@ test('run (attached): create, attach, wait, start in docker order; demuxed outpu
 });
 
 test('run -i: stdin goes to the container and is half-closed at EOF', async () => {
+  resetStarted();
   let got = '';
   const d = await startFakeDaemon(
     (r, res) => {
       if (r.path === '/containers/create') return sendJson(res, 201, { Id: CID });
       if (r.path.endsWith('/wait')) return waitAfter(res, 0, 10);
-      if (r.path.endsWith('/start')) {
-        res.writeHead(204);
-        return res.end();
-      }
+      if (r.path.endsWith('/start')) return startOk(res);
     },
     (r, socket) => {
       socket.on('data', (c: Buffer) => (got += c.toString()));
@@ -88,6 +96,7 @@ test('run -i: stdin goes to the container and is half-closed at EOF', async () =
 });
 
 test('run: missing image is pulled (progress on stderr) and create retried', async () => {
+  resetStarted();
   let creates = 0;
   const d = await startFakeDaemon((r, res) => {
     if (r.path === '/containers/create') {
@@ -101,10 +110,7 @@ test('run: missing image is pulled (progress on stderr) and create retried', asy
       return;
     }
     if (r.path.endsWith('/wait')) return waitAfter(res, 0);
-    if (r.path.endsWith('/start')) {
-      res.writeHead(204);
-      return res.end();
-    }
+    if (r.path.endsWith('/start')) return startOk(res);
   });
   try {
     const r = await runBerth(['run', '-d', 'busybox'], { host: d.host });

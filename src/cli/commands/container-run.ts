@@ -77,10 +77,13 @@ interface WaitResult {
   Error?: { Message?: string } | null;
 }
 
-/** Send wait and return once the daemon has answered with headers; the body is the exit. */
-async function waitExitOrRemoved(ctx: Ctx, id: string, removed: boolean): Promise<Promise<number>> {
+/**
+ * Send wait and return once the daemon has answered with headers; `status` settles with the
+ * exit. (Wrapped in an object: an async function returning a bare promise would wait for it.)
+ */
+async function waitExitOrRemoved(ctx: Ctx, id: string, removed: boolean): Promise<{ status: Promise<number> }> {
   const res = await ctx.client.request('POST', `/containers/${id}/wait`, { query: { condition: removed ? 'removed' : 'next-exit' } });
-  return (async () => {
+  const status = (async () => {
     try {
       const body = JSON.parse((await readAll(res)).toString('utf8')) as WaitResult;
       if (body.Error?.Message) {
@@ -93,6 +96,7 @@ async function waitExitOrRemoved(ctx: Ctx, id: string, removed: boolean): Promis
       return 125;
     }
   })();
+  return { status };
 }
 
 /** Resize the container's (or exec's) TTY now and whenever our terminal changes size. */
@@ -150,7 +154,7 @@ const run: Command = {
       const { socket } = await ctx.client.hijack('POST', `/containers/${id}/attach`, { query });
       streamDone = streamHijacked(ctx, socket, { tty: req.tty, stdin: req.attachStdin });
     }
-    const status = await waitExitOrRemoved(ctx, id, req.autoRemove);
+    const { status } = await waitExitOrRemoved(ctx, id, req.autoRemove);
     try {
       await ctx.client.call('POST', `/containers/${id}/start`);
     } catch (err) {
@@ -227,7 +231,7 @@ const start: Command = {
         query: { stream: true, stdin, stdout: true, stderr: true, detachKeys: f.string('detach-keys') || undefined },
       });
       const done = streamHijacked(ctx, socket, { tty, stdin });
-      const status = await waitExitOrRemoved(ctx, c.Id, c.HostConfig?.AutoRemove === true);
+      const { status } = await waitExitOrRemoved(ctx, c.Id, c.HostConfig?.AutoRemove === true);
       await ctx.client.call('POST', `/containers/${c.Id}/start`);
       const stopResize = tty && isTerminal(ctx.io.stdout) ? monitorTtySize(ctx, `/containers/${c.Id}/resize`) : () => {};
       const stopSignals = !tty ? proxySignals(ctx, c.Id) : () => {};
