@@ -86,12 +86,12 @@ async function berthPull(ref: string): Promise<number> {
 async function podmanPull(ref: string): Promise<number> {
   const base = await mkdtemp(join(tmpdir(), 'podman-bench-'));
   try {
-    const args = ['--root', join(base, 'root'), '--runroot', join(base, 'run'), '--storage-driver', 'overlay', 'pull', '--quiet', '--tls-verify=false', ref];
+    // Own --tmpdir too: podman's default (/run/libpod) is shared with every other podman.
+    const args = ['--root', join(base, 'root'), '--runroot', join(base, 'run'), '--tmpdir', join(base, 'tmp'), '--storage-driver', 'overlay', 'pull', '--quiet', '--tls-verify=false', ref];
     const t0 = performance.now();
     const r = await run('podman', args);
     const ms = performance.now() - t0;
     if (r.code !== 0) throw new Error(`podman pull failed: ${r.stderr}`);
-    await run('podman', ['--root', join(base, 'root'), '--runroot', join(base, 'run'), '--storage-driver', 'overlay', 'system', 'reset', '--force']).catch(() => undefined);
     return ms;
   } finally {
     await unmountUnder(base);

@@ -90,6 +90,15 @@ test('import a rootfs tar (plain and gzip) with changes and a message', { skip }
   assert.equal(hist.length, 1);
   assert.equal(hist[0].Comment, 'Imported from -');
   assert.equal((await api(d.socket, 'POST', '/images/create?fromSrc=-&changes=RUN%20x', tar)).status, 400);
+  // docker import (CLI): repo:tag in one argument, --change, -m.
+  const file = join(dir.path, 'rootfs.tar');
+  await writeFile(file, tar);
+  const imp = await docker(d, ['import', '--change', 'ENV X=1', '-m', 'via cli', file, 'cli/imported:7']);
+  assert.equal(imp.code, 0, imp.stderr);
+  assert.match(imp.stdout.trim(), /^sha256:[a-f0-9]{64}$/);
+  const ci = (await api(d.socket, 'GET', '/images/cli/imported:7/json')).json();
+  assert.deepEqual(ci.Config.Env, ['X=1']);
+  assert.equal(ci.Comment, 'via cli');
 });
 
 test('save -> rmi -> load round trip keeps the image ID (API and docker CLI)', { skip }, async () => {
