@@ -32,6 +32,7 @@ import type { ImageService } from './image-service.ts';
 import type { StoredImage } from './image-store.ts';
 import { progressMessage, Throttle, type ProgressSink } from './progress.ts';
 import { Tee } from './tee.ts';
+import { Coalesce } from './coalesce.ts';
 import { HashCounter } from './hash-counter.ts';
 
 export interface PullOptions {
@@ -311,7 +312,7 @@ export class Puller {
     const hasher = new HashCounter();
     const tee = new Tee([writer, decomp]);
     const download = (async () => {
-      await pipeline(body, tee);
+      await pipeline(body, new Coalesce(), tee);
       await finished(writer);
       l.progress(progressMessage(id, 'Verifying Checksum'));
       const blob = await writer.commit();
@@ -359,7 +360,7 @@ export class Puller {
     const body = await this.#fetch(l);
     const writer = await this.#images.content.writer({ digest: l.desc.digest, size: l.desc.size });
     try {
-      await pipeline(body, writer);
+      await pipeline(body, new Coalesce(), writer);
       l.progress(progressMessage(id, 'Verifying Checksum'));
       await writer.commit();
       l.progress(progressMessage(id, 'Download complete'));
