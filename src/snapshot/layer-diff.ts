@@ -8,7 +8,9 @@
 // Entries come in byte-sorted pre-order with numeric owners, modes, mtimes (whole seconds),
 // xattrs as SCHILY.xattr PAX records and hardlinks as link entries, so the same content always
 // gives the same bytes and so the same diffID. The tree must be quiescent (container stopped or
-// paused): a file that changes size while it is read fails the stream.
+// paused): a file that changes size while it is read fails the stream, and files are opened
+// with O_NOFOLLOW, but a running container could still swap a parent directory for a symlink
+// between the walk and the read (CVE-2018-15664 class), so callers pause or stop it first.
 //
 // Node cannot read xattrs; one `getfattr -R` through the Host collects them for the whole tree.
 // Overlay's own attributes are never copied into a tar; a redirect_dir upper (renamed lower
@@ -163,7 +165,7 @@ async function addFile(pack: Pack, header: PackEntry & { size: number }, abs: st
   if (!sink) throw new Error('tar entry not opened');
   if (header.size > 0) {
     // Read exactly the size announced in the header; a shrinking file fails the entry.
-    for await (const chunk of createReadStream(abs, { start: 0, end: header.size - 1 })) {
+    for await (const chunk of createReadStream(abs, { flags: fsc.O_RDONLY | fsc.O_NOFOLLOW, start: 0, end: header.size - 1 })) {
       if (!sink.write(chunk as Buffer)) await once(sink as unknown as NodeJS.EventEmitter, 'drain');
     }
   }
