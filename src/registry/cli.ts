@@ -123,7 +123,7 @@ async function serve(argv: string[]): Promise<number> {
   await driver.sweepTmp();
   const maxBlob = values['max-blob-size'] === undefined ? undefined : Number(values['max-blob-size']);
   if (maxBlob !== undefined && !(Number.isSafeInteger(maxBlob) && maxBlob > 0)) throw new Error('invalid --max-blob-size');
-  const store = new RegistryStore(driver, maxBlob ? { maxBlobBytes: maxBlob } : {});
+  const store = new RegistryStore(driver, maxBlob ? { maxBlobBytes: maxBlob, log } : { log });
   const tls = values['tls-cert'] ? { cert: await readFile(values['tls-cert']), key: await readFile(values['tls-key']!) } : undefined;
   const server = new RegistryServer({
     store,

@@ -130,11 +130,13 @@ export class RegistryServer {
     return this.server.address() as AddressInfo;
   }
 
+  /** Stop listening, drop connections, and wait until acknowledged blobs are committed. */
   async close(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+    await this.store.flush();
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

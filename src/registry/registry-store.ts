@@ -2,7 +2,10 @@
 // tags and referrers. The HTTP server maps requests onto it; it throws RegistryError (wire codes).
 //
 // Contracts:
-// - A blob or manifest becomes visible only after its size and digest were verified.
+// - A blob or manifest becomes visible only after its size and digest were verified, and its
+//   bytes were made durable (fsync) before the rename that makes it visible.
+// - Read-after-write within this process: a blob upload is acknowledged once verified; its
+//   commit runs in the background and every later request touching that blob waits for it.
 // - Blobs are shared by all repositories; a repository sees a blob only through its link.
 // - Manifests referencing blobs (or child manifests) the repository lacks are refused.
 // - Manifests and tag lookups are cached in memory; entries are revalidated against storage after
@@ -17,6 +20,7 @@ import { checkName, isUploadId, type ManifestRef } from './names.ts';
 import { paths } from './paths.ts';
 import { registryError, RegistryError } from './registry-error.ts';
 import type { StorageDriver } from './storage-driver.ts';
+import type { Logger } from '../pkg/log.ts';
 
 export interface ManifestEntry {
   digest: Digest;
@@ -37,6 +41,7 @@ export interface RegistryStoreOptions {
   /** Largest accepted blob upload (bytes). */
   maxBlobBytes?: number;
   maxManifestBytes?: number;
+  log?: Logger;
 }
 
 const KNOWN_MANIFEST_TYPES = new Set<string>([MediaType.OciManifest, MediaType.OciIndex, MediaType.DockerManifest, MediaType.DockerManifestList]);
@@ -100,6 +105,11 @@ export class RegistryStore {
   readonly maxBlobBytes: number;
   readonly maxManifestBytes: number;
   #uploads = new Map<string, UploadState>();
+  /** Verified uploads being made durable and visible: `${name}\0${uuid}`. */
+  #committing = new Set<string>();
+  /** Background blob commits by `${name}\0${digest}`; they never reject. */
+  #pending = new Map<string, Promise<void>>();
+  readonly log: Logger | undefined;
   #manifests = new Map<string, Cached<ManifestEntry>>();
   #tags = new Map<string, Cached<Digest>>();
 
@@ -108,12 +118,14 @@ export class RegistryStore {
     this.cacheTtlMs = opts.cacheTtlMs ?? 1000;
     this.maxBlobBytes = opts.maxBlobBytes ?? 64 * 1024 ** 3;
     this.maxManifestBytes = opts.maxManifestBytes ?? MAX_MANIFEST_BYTES;
+    this.log = opts.log;
   }
 
   // ---- blobs ----------------------------------------------------------------------------
 
   /** The blob if the repository links it and its bytes exist. */
   async blobStat(name: string, digest: Digest): Promise<BlobStat | undefined> {
+    await this.#settled(name, digest);
     const [link, blob] = await Promise.all([this.driver.stat(paths.layerLink(name, digest)), this.driver.stat(paths.blob(digest))]);
     if (!link || !blob || blob.isDir) return undefined;
     return { digest, size: blob.size };
@@ -140,6 +152,7 @@ export class RegistryStore {
 
   /** Unlink a blob from a repository (its bytes stay until gc). */
   async deleteBlob(name: string, digest: Digest): Promise<void> {
+    await this.#settled(name, digest);
     if (!(await this.driver.stat(paths.layerLink(name, digest)))) throw registryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
     await this.driver.delete(paths.layerLink(name, digest));
   }
@@ -164,6 +177,8 @@ export class RegistryStore {
   async startUpload(name: string): Promise<string> {
     const uuid = randomUUID();
     await this.driver.append(paths.uploadData(name, uuid), (async function* () {})());
+    // Abandoned uploads must not pin memory: forgetting a state only costs a rehash later.
+    if (this.#uploads.size >= MAX_CACHE_ENTRIES) this.#uploads.clear();
     this.#uploads.set(`${name}\0${uuid}`, { hash: createHash('sha256'), offset: 0, lock: Promise.resolve() });
     return uuid;
   }
@@ -171,7 +186,7 @@ export class RegistryStore {
   /** Bytes received so far. BLOB_UPLOAD_UNKNOWN when there is no such upload. */
   async uploadSize(name: string, uuid: string): Promise<number> {
     if (!isUploadId(uuid)) throw registryError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uuid });
-    const st = await this.driver.stat(paths.uploadData(name, uuid));
+    const st = this.#committing.has(`${name}\0${uuid}`) ? undefined : await this.driver.stat(paths.uploadData(name, uuid));
     if (!st || st.isDir) throw registryError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry', { uuid });
     return st.size;
   }
@@ -270,18 +285,49 @@ export class RegistryStore {
         await this.cancelUpload(name, uuid);
         throw registryError('DIGEST_INVALID', 'provided digest did not match uploaded content', { digest, got });
       }
-      const blob = paths.blob(digest);
-      if (await this.driver.stat(blob)) {
-        // Same bytes pushed before (or concurrently): keep the committed copy.
-        await this.driver.delete(paths.upload(name, uuid));
-      } else {
-        await this.driver.move(paths.uploadData(name, uuid), blob);
-        await this.driver.delete(paths.upload(name, uuid));
-      }
+      // Verified. Making it durable and visible (fsync, rename, link) runs in the background
+      // so the client goes on with its next blob while the disk works; every later read of
+      // this blob in this process first waits for the commit (see #settled).
       this.#uploads.delete(`${name}\0${uuid}`);
-      await this.#link(name, digest);
+      this.#committing.add(`${name}\0${uuid}`);
+      const commit = this.#commit(name, uuid, digest).finally(() => this.#committing.delete(`${name}\0${uuid}`));
+      this.#track(name, digest, commit);
       return { digest, size };
     });
+  }
+
+  async #commit(name: string, uuid: string, digest: Digest): Promise<void> {
+    const blob = paths.blob(digest);
+    if (await this.driver.stat(blob)) {
+      // Same bytes pushed before (or concurrently): keep the committed copy.
+      await this.driver.delete(paths.upload(name, uuid));
+    } else {
+      await this.driver.move(paths.uploadData(name, uuid), blob);
+      await this.driver.delete(paths.upload(name, uuid));
+    }
+    await this.#link(name, digest);
+  }
+
+  #track(name: string, digest: Digest, commit: Promise<void>): void {
+    const key = `${name}\0${digest}`;
+    const settled: Promise<void> = commit.then(
+      () => {},
+      (err: unknown) => this.log?.error({ repository: name, digest, err: String(err) }, 'blob commit failed'),
+    ).finally(() => {
+      if (this.#pending.get(key) === settled) this.#pending.delete(key);
+    });
+    this.#pending.set(key, settled);
+  }
+
+  /** Wait for a background commit of this blob into this repository, if one runs. */
+  async #settled(name: string, digest: Digest): Promise<void> {
+    const p = this.#pending.get(`${name}\0${digest}`);
+    if (p) await p;
+  }
+
+  /** Wait for every background commit (before shutdown). */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending.values()]);
   }
 
   async cancelUpload(name: string, uuid: string): Promise<void> {

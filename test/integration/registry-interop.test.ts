@@ -118,6 +118,12 @@ describe('berth registry with real clients', () => {
       assert.equal(pull.code, 0, pull.stderr);
       const images = await run('podman', [...args, 'images', '--format', '{{.Digest}}'], { env });
       assert.equal(images.stdout.trim(), img.manifestDigest);
+      // and pushes to it (podman recompresses layers from its storage: new digests, same content)
+      const push = await run('podman', [...args, 'push', '--tls-verify=false', `${reg.addr}/lib/busybox:latest`, `docker://${reg.addr}/lib/repushed:latest`], { env, timeoutMs: 120_000 });
+      assert.equal(push.code, 0, push.stderr);
+      const raw = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${reg.addr}/lib/repushed:latest`]);
+      assert.equal(raw.code, 0, raw.stderr);
+      assert.equal(JSON.parse(raw.stdout).Layers.length, 1);
     } finally {
       await run('podman', [...args, 'rmi', '-a', '-f'], { env });
     }

@@ -4,12 +4,15 @@ import assert from 'node:assert/strict';
 import { collectGarbage } from '../../src/registry/garbage-collector.ts';
 import { paths } from '../../src/registry/paths.ts';
 import type { StorageDriver } from '../../src/registry/storage-driver.ts';
-import { DRIVERS, startTestRegistry, pushBlob, pushImage, sha256, OCI_MANIFEST, OCI_INDEX } from './registry-harness.ts';
+import { DRIVERS, startTestRegistry, type TestRegistry, pushBlob, pushImage, sha256, OCI_MANIFEST, OCI_INDEX } from './registry-harness.ts';
 
 const HOUR = 3_600_000;
 
 /** Make every file under `prefix` look `ageMs` old. */
-async function age(driver: StorageDriver, prefix: string, ageMs: number): Promise<void> {
+async function age(r: TestRegistry, prefix: string, ageMs: number): Promise<void> {
+  // Storage as another process (gc) sees it: after the background blob commits.
+  await r.store.flush();
+  const driver: StorageDriver = r.driver;
   const set = (driver as unknown as { setModTime(p: string, t: number): Promise<void> | void }).setModTime.bind(driver);
   const walk = async (p: string): Promise<void> => {
     const st = await driver.stat(p);
@@ -27,7 +30,7 @@ for (const kind of DRIVERS) {
       const img = await pushImage(r.url, 'gc/app', 'v1', { layers: ['kept layer'] });
       const oldOrphan = await pushBlob(r.url, 'gc/app', 'old orphan');
       const youngOrphan = await pushBlob(r.url, 'gc/app', 'young orphan');
-      await age(r.driver, 'blobs', 2 * HOUR);
+      await age(r, 'blobs', 2 * HOUR);
       await r.driver.touch(paths.blob(youngOrphan.digest));
       const report = await collectGarbage(r.driver, { graceMs: HOUR });
       assert.equal(report.blobsDeleted, 1);
@@ -49,7 +52,7 @@ for (const kind of DRIVERS) {
       const a = await pushImage(r.url, 'gc/a', 't', { layers: ['shared'] });
       const b = await pushImage(r.url, 'gc/b', 't', { layers: ['shared'] });
       await fetch(`${r.url}/v2/gc/a/manifests/${a.digest}`, { method: 'DELETE' });
-      await age(r.driver, 'blobs', 2 * HOUR);
+      await age(r, 'blobs', 2 * HOUR);
       await collectGarbage(r.driver, { graceMs: HOUR });
       assert.ok(await r.driver.stat(paths.blob(sha256('shared'))));
       assert.equal((await fetch(`${r.url}/v2/gc/b/blobs/${sha256('shared')}`)).status, 200);
@@ -70,8 +73,8 @@ for (const kind of DRIVERS) {
       // untag the old image and the child (the index still reaches the child)
       assert.equal((await fetch(`${r.url}/v2/gc/u/manifests/tmp`, { method: 'DELETE' })).status, 202);
       assert.equal((await fetch(`${r.url}/v2/gc/u/manifests/child-tag`, { method: 'DELETE' })).status, 202);
-      await age(r.driver, 'blobs', 2 * HOUR);
-      await age(r.driver, 'repositories', 2 * HOUR);
+      await age(r, 'blobs', 2 * HOUR);
+      await age(r, 'repositories', 2 * HOUR);
       const report = await collectGarbage(r.driver, { graceMs: HOUR, deleteUntagged: true });
       assert.equal(report.manifestsDeleted, 1);
       r.store.invalidate();
@@ -101,7 +104,7 @@ for (const kind of DRIVERS) {
       const a = await fetch(`${r.url}/v2/gc/up/blobs/uploads/`, { method: 'POST' });
       const b = await fetch(`${r.url}/v2/gc/up/blobs/uploads/`, { method: 'POST' });
       await fetch(`${r.url}${b.headers.get('location')}`, { method: 'PATCH', body: 'data' });
-      await age(r.driver, paths.upload('gc/up', a.headers.get('docker-upload-uuid')!), 48 * HOUR);
+      await age(r, paths.upload('gc/up', a.headers.get('docker-upload-uuid')!), 48 * HOUR);
       const report = await collectGarbage(r.driver, { uploadExpiryMs: 24 * HOUR });
       assert.equal(report.uploadsDeleted, 1);
       assert.equal((await fetch(`${r.url}${a.headers.get('location')}`)).status, 404);
@@ -112,7 +115,7 @@ for (const kind of DRIVERS) {
       await using r = await startTestRegistry(kind);
       // An old blob nobody references yet, about to be reused by a new manifest.
       const reused = await pushBlob(r.url, 'gc/race', 'reused old layer');
-      await age(r.driver, 'blobs', 2 * HOUR);
+      await age(r, 'blobs', 2 * HOUR);
       // The push links it again (mount), which marks it as in use for the grace period.
       const mount = await fetch(`${r.url}/v2/gc/race2/blobs/uploads/?mount=${reused.digest}&from=gc/race`, { method: 'POST' });
       assert.equal(mount.status, 201);
@@ -127,7 +130,7 @@ for (const kind of DRIVERS) {
     it('dry run changes nothing', async () => {
       await using r = await startTestRegistry(kind);
       const orphan = await pushBlob(r.url, 'gc/dry', 'orphan');
-      await age(r.driver, 'blobs', 2 * HOUR);
+      await age(r, 'blobs', 2 * HOUR);
       const report = await collectGarbage(r.driver, { graceMs: HOUR, dryRun: true });
       assert.equal(report.blobsDeleted, 1);
       assert.ok(await r.driver.stat(paths.blob(orphan.digest)));

@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { paths } from '../../src/registry/paths.ts';
 import {
-  DRIVERS, startTestRegistry, sha256, errorCode, pushBlob, pushImage, type TestRegistry,
+  DRIVERS, makeDriver, startTestRegistry, sha256, errorCode, pushBlob, pushImage, type TestRegistry,
   OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST,
 } from './registry-harness.ts';
 
@@ -631,6 +633,22 @@ describe('registry modes', () => {
       const res = await fetch(`${ro.url}${path}`, { method, body: method === 'PUT' ? img.body : undefined });
       assert.equal(res.status, 405, `${method} ${path}`);
       assert.equal(await errorCode(res), 'UNSUPPORTED');
+    }
+  });
+
+  it('acknowledged blobs are committed to storage when the server closes', async () => {
+    const existing = await makeDriver('filesystem');
+    try {
+      const r = await startTestRegistry('filesystem', {}, {}, existing);
+      const blobs = await Promise.all(Array.from({ length: 8 }, (_, i) => pushBlob(r.url, 'flush/me', `blob ${i}`.repeat(10_000))));
+      await r.stop();
+      for (const b of blobs) {
+        assert.equal((await existing.driver.stat(paths.blob(b.digest)))?.size, b.size);
+        assert.ok(await existing.driver.stat(paths.layerLink('flush/me', b.digest)));
+      }
+      assert.deepEqual(await existing.driver.list('repositories/flush/me/_uploads'), []);
+    } finally {
+      await rm(existing.root!, { recursive: true, force: true });
     }
   });
 
