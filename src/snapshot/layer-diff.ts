@@ -165,7 +165,8 @@ async function addFile(pack: Pack, header: PackEntry & { size: number }, abs: st
   if (!sink) throw new Error('tar entry not opened');
   if (header.size > 0) {
     // Read exactly the size announced in the header; a shrinking file fails the entry.
-    for await (const chunk of createReadStream(abs, { flags: fsc.O_RDONLY | fsc.O_NOFOLLOW, start: 0, end: header.size - 1 })) {
+    const fd = openSync(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    for await (const chunk of createReadStream(abs, { fd, autoClose: true, start: 0, end: header.size - 1 })) {
       if (!sink.write(chunk as Buffer)) await once(sink as unknown as NodeJS.EventEmitter, 'drain');
     }
   }

@@ -112,10 +112,14 @@ test('opaque dirs get .wh..wh..opq; xattrs travel byte-exact; overlay xattrs do 
 });
 
 test('round trip through applyLayer reproduces the tree', async () => {
+  const big = Buffer.alloc(3 * 1024 * 1024 + 7, 0x5a); // streamed, not read in one call
+  big.write('head');
+  await writeFile(join(tree, 'big'), big);
   const out = join(base, 'out');
   await mkdir(out);
   await applyLayer(out, layerDiff(tree, { host }), { mode: 'delete', host });
   assert.equal(await readFile(join(out, 'b/sub/file'), 'utf8'), 'content');
+  assert.ok((await readFile(join(out, 'big'))).equals(big));
   assert.equal((await stat(join(out, 'a/z'))).ino, (await stat(join(out, 'b/hard'))).ino);
   assert.equal(await readlink(join(out, 'a/abs')), '/etc/passwd');
   assert.equal((await lstat(join(out, 'setuid'))).mode & 0o7777, 0o4755);
