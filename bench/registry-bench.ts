@@ -214,7 +214,7 @@ async function concurrentPushes(reg: Registry, layout: string, n: number, env: N
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      rounds: { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '5' },
       'wrk-seconds': { type: 'string', default: '10' },
       'blob-mb': { type: 'string', default: '200' },
       'layer-kb': { type: 'string', default: '2048' },
