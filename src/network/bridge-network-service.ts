@@ -17,6 +17,7 @@ import type {
 import { alreadyExists, failedPrecondition, forbidden, invalidArgument, notFound, errorMessage, isKind } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import { writeJsonAtomic } from '../pkg/atomic-file.ts';
+import { writeFile, rename } from 'node:fs/promises';
 import type { Logger } from '../pkg/log.ts';
 import { NetworkPaths } from './network-paths.ts';
 import { LinkOps, isMountpoint, type VethSpec } from './link-ops.ts';
@@ -224,6 +225,7 @@ export class BridgeNetworkService implements NetworkService {
   }
 
   async close(): Promise<void> {
+    await this.settle();
     await Promise.allSettled([...this.#locks.values()]);
     for (const d of this.#dns.values()) await d.stop();
     this.#dns.clear();
@@ -568,7 +570,7 @@ export class BridgeNetworkService implements NetworkService {
           writeInPlace(files.hostnamePath, `${req.hostname}\n`),
         ]);
         this.#sandboxes.set(sb.containerId, sb);
-        await writeJsonAtomic(this.#paths.sandbox(sb.containerId), sb);
+        await this.#saveSandbox(sb);
         return { ...files, netnsPath: undefined, settings: this.#settingsOf(sb) };
       }
       if (mode.startsWith('container:')) {
@@ -586,7 +588,7 @@ export class BridgeNetworkService implements NetworkService {
           writeInPlace(files.hostnamePath, `${req.hostname}\n`),
         ]);
         this.#sandboxes.set(sb.containerId, sb);
-        await writeJsonAtomic(this.#paths.sandbox(sb.containerId), sb);
+        await this.#saveSandbox(sb);
         return { ...files, netnsPath: other.netnsPath, settings: this.#settingsOf(sb) };
       }
       const netnsPath = this.#paths.netns(req.containerId);
@@ -627,13 +629,22 @@ export class BridgeNetworkService implements NetworkService {
         const failed = results.find((r) => r.status === 'rejected');
         if (failed) throw (failed as PromiseRejectedResult).reason;
         if (sb.ports.length) await this.#applyRules();
-        await writeJsonAtomic(this.#paths.sandbox(sb.containerId), sb);
+        await this.#saveSandbox(sb);
       } catch (err) {
         await this.#undo(sb);
         throw err;
       }
       return { ...files, netnsPath, settings: this.#settingsOf(sb) };
     });
+  }
+
+  /** Sandboxes live in the exec root (tmpfs; gone at reboot with the namespaces they describe):
+   *  tmp + rename keeps them whole across a daemon crash; no fsync needed. */
+  async #saveSandbox(sb: SandboxRecord): Promise<void> {
+    const p = this.#paths.sandbox(sb.containerId);
+    const tmp = `${p}.${randomBytes(4).toString('hex')}.tmp`;
+    await writeFile(tmp, JSON.stringify(sb), { mode: 0o600 });
+    await rename(tmp, p);
   }
 
   #remember(containerId: string, cfg: ContainerNetConfig): void {
@@ -724,25 +735,64 @@ export class BridgeNetworkService implements NetworkService {
   }
 
   async #undo(sb: SandboxRecord): Promise<void> {
-    this.#sandboxes.delete(sb.containerId);
-    this.#release(sb);
-    for (const p of this.#proxies.get(sb.containerId) ?? []) await p.stop();
-    this.#proxies.delete(sb.containerId);
-    if (sb.ports.length) await this.#applyRules().catch((err: unknown) => this.#o.log.error({ container: sb.containerId, err: errorMessage(err) }, 'cannot remove port rules'));
-    if (sb.mode === 'bridge' || sb.mode === 'none') await this.#links.destroyNetns(sb.netnsPath!);
-    await rm(this.#paths.sandbox(sb.containerId), { force: true });
+    await this.#detach(sb);
+    await this.#destroy(sb);
   }
 
+  /** The fast half of a teardown: names leave DNS, published ports are freed at once. */
+  async #detach(sb: SandboxRecord): Promise<void> {
+    this.#sandboxes.delete(sb.containerId);
+    for (const p of this.#proxies.get(sb.containerId) ?? []) await p.stop();
+    this.#proxies.delete(sb.containerId);
+  }
+
+  /** The slow half: rules, the namespace (the kernel frees its veth), the record, then the
+   *  leases (only once the old interface is gone, so an address is never on the bridge twice). */
+  async #destroy(sb: SandboxRecord): Promise<void> {
+    try {
+      if (sb.ports.length) await this.#applyRules().catch((err: unknown) => this.#o.log.error({ container: sb.containerId, err: errorMessage(err) }, 'cannot remove port rules'));
+      if (sb.mode === 'bridge' || sb.mode === 'none') await this.#links.destroyNetns(sb.netnsPath!);
+      await rm(this.#paths.sandbox(sb.containerId), { force: true });
+    } finally {
+      this.#release(sb);
+    }
+  }
+
+  /**
+   * Resolves once the sandbox is detached (ports free, names gone); the namespace, rules and
+   * leases are released after that, off the caller's clock, still under the container's lock
+   * (a new setUp of the same container waits for them). settle() waits for all of it.
+   */
   tearDown(containerId: string): Promise<void> {
-    return this.#locked(containerId, () => this.#tearDown(containerId)).catch((err: unknown) => {
+    let detached!: () => void;
+    const fast = new Promise<void>((r) => (detached = r));
+    const full = this.#locked(containerId, async () => {
+      const sb = this.#sandboxes.get(containerId);
+      if (!sb) return;
+      try {
+        await this.#detach(sb);
+      } finally {
+        detached();
+      }
+      await this.#destroy(sb);
+    }).catch((err: unknown) => {
       this.#o.log.error({ container: containerId, err: errorMessage(err) }, 'network teardown failed');
-    });
+    }).finally(detached);
+    this.#background.add(full);
+    void full.finally(() => this.#background.delete(full));
+    return fast;
+  }
+
+  #background = new Set<Promise<void>>();
+
+  /** Wait for every teardown in flight (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.#background.size) await Promise.allSettled([...this.#background]);
   }
 
   async #tearDown(containerId: string): Promise<void> {
     const sb = this.#sandboxes.get(containerId);
     if (!sb) return;
-    // Containers sharing this namespace (container:<id>) lose it with the owner.
     await this.#undo(sb);
   }
 
@@ -797,7 +847,7 @@ export class BridgeNetworkService implements NetworkService {
           throw err;
         }
         sb.endpoints.push(ep);
-        await writeJsonAtomic(this.#paths.sandbox(sb.containerId), sb);
+        await this.#saveSandbox(sb);
         info = this.#endpointInfo(sb, ep);
       }
       cfg.endpoints[net.name] = es;
@@ -839,7 +889,7 @@ export class BridgeNetworkService implements NetworkService {
           sb.ports = sb.ports.filter((p) => p.containerIp !== ep.ip);
           await this.#applyRules();
         }
-        await writeJsonAtomic(this.#paths.sandbox(sb.containerId), sb);
+        await this.#saveSandbox(sb);
       }
       if (cfg && key) {
         delete cfg.endpoints[key];

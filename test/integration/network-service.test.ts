@@ -227,6 +227,7 @@ test('published ports: host loopback and address, a second host; 127.0.0.1 bindi
   } finally {
     await svc.tearDown(id);
   }
+  await svc.settle();
   const rules = await sh('iptables-save', []);
   assert.doesNotMatch(rules.out, new RegExp(`--to-destination ${ip.replace(/\./g, '\\.')}:`));
 });
@@ -281,6 +282,7 @@ test('restart keeps networks and leases; nothing leaks', { skip: !isRoot }, asyn
   assert.notEqual(so.settings.Networks[`nr${tag}`]!.IPAddress, ip);
   await svc.tearDown(other);
   await svc.tearDown(id);
+  await svc.settle();
   await svc.remove(Id);
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   // Leak check: no sandbox, no netns file, no veth of ours, no netns mount under the root.
