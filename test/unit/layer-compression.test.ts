@@ -11,15 +11,20 @@ import { isKind } from '../../src/core/errors.ts';
 
 const payload = Buffer.concat([randomBytes(100_000), Buffer.alloc(300_000, 7)]);
 
-function chunked(b: Buffer, size: number): Readable {
+/** The first 8 bytes in chunks of `head` bytes (the sniffing must cope), the rest in 64 KiB. */
+function chunked(b: Buffer, head: number): Readable {
   const parts: Buffer[] = [];
-  for (let i = 0; i < b.length; i += size) parts.push(b.subarray(i, i + size));
+  let i = 0;
+  for (; i < Math.min(8, b.length); i += head) parts.push(b.subarray(i, Math.min(i + head, 8)));
+  i = Math.min(8, b.length);
+  for (; i < b.length; i += 65536) parts.push(b.subarray(i, i + 65536));
   return Readable.from(parts);
 }
 
 async function inflate(input: Buffer, chunk = 1, maxBytes?: number): Promise<Buffer> {
   const d = autoDecompress(maxBytes === undefined ? {} : { maxBytes });
   const out = buffer(d);
+  out.catch(() => {}); // the pipeline reports the error
   await pipeline(chunked(input, chunk), d);
   return out;
 }
@@ -60,4 +65,15 @@ test('compressionOf and sniffCompression', () => {
   assert.equal(sniffCompression(Buffer.from([0x1f, 0x8b, 8, 0])), 'gzip');
   assert.equal(sniffCompression(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])), 'zstd');
   assert.equal(sniffCompression(Buffer.from('ustar')), 'none');
+});
+
+test('a zstd frame declaring a huge window is refused', async () => {
+  const { constants: zc, createZstdCompress } = await import('node:zlib');
+  // Streamed, so the frame carries no content size and declares the full 1 GiB window.
+  const enc = createZstdCompress({ params: { [zc.ZSTD_c_windowLog]: 30, [zc.ZSTD_c_enableLongDistanceMatching]: 1 } });
+  const out = buffer(enc);
+  const parts = Array.from({ length: 100 }, () => randomBytes(1000));
+  await pipeline(Readable.from(parts), enc);
+  const frame = await out;
+  await assert.rejects(inflate(frame, 4096), (e: unknown) => isKind(e, 'InvalidArgument') && /layer/.test(String(e)));
 });
