@@ -295,7 +295,7 @@ async function unpackLayer(
   const id = shortId(diffId);
   const t = new Throttle(100);
   let n = 0;
-  const src = images.content.createReadStream(blob);
+  const src = createReadStream(images.content.blobPath(blob), { highWaterMark: 1 << 20 });
   if (!opts.quiet) {
     src.on("data", (c: Buffer | string) => {
       n += c.length;

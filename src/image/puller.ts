@@ -17,6 +17,7 @@
 // so a failed pull leaves no blob, snapshot or record behind. A pull killed with the daemon
 // leaves ingest files (swept at start), snapshotter temp dirs (the snapshotter sweeps them) and
 // unowned blobs or snapshots (GC at start).
+import { createReadStream } from 'node:fs';
 import { Transform, type TransformCallback, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { isDigest, parseDigest, shortId, type Digest } from '../core/digest.ts';
@@ -387,7 +388,8 @@ export class Puller {
     });
     const decomp = inflate(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
     const hasher = new HashCounter();
-    const feed = pipeline(images.content.createReadStream(l.desc.digest), counter, decomp, hasher);
+    // 1 MiB reads: a 50 MB layer is 50 thread-pool round trips instead of 800.
+    const feed = pipeline(createReadStream(images.content.blobPath(l.desc.digest), { highWaterMark: 1 << 20 }), counter, decomp, hasher);
     feed.catch(() => {});
     try {
       const unpackOpts: Parameters<typeof images.snapshotter.unpack>[3] = {
