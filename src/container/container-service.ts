@@ -34,6 +34,7 @@ import { hostRlimits } from '../runtime/rlimits.ts';
 import { hostBoundingCaps } from '../runtime/capabilities.ts';
 import { resolveUser, resolveUserInLayers } from '../runtime/user.ts';
 import { Cgroups } from '../runtime/cgroups.ts';
+import { Mounter } from '../runtime/mounter.ts';
 import { OciRuntime, resolveBinary } from '../runtime/oci-runtime.ts';
 import { attachConmon, procStartTime, readExitFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream } from '../runtime/conmon.ts';
 import { ContainerStore, emptyState, type ContainerRecord, type ContainerStatus } from './container-store.ts';
@@ -140,6 +141,7 @@ export class ContainerService {
   #poll: NodeJS.Timeout | undefined;
   #closed = false;
   #handlingExit = new Set<string>();
+  #mounter: Mounter;
   readonly initBinary: string | undefined;
 
   constructor(deps: ServiceDeps) {
@@ -149,6 +151,7 @@ export class ContainerService {
     this.events = deps.events;
     this.cgroups = new Cgroups({ parent: deps.cgroupParent ?? 'berth' });
     this.initBinary = INIT_CANDIDATES.find((p) => existsSync(p));
+    this.#mounter = new Mounter(deps.host);
     this.#health = new HealthMonitor({
       exec: (id, cmd, timeoutMs) => this.execCapture(id, cmd, timeoutMs),
       onChange: (rec, status) => {
@@ -257,6 +260,7 @@ export class ContainerService {
     if (this.#poll) clearInterval(this.#poll);
     this.#health.stopAll();
     for (const m of this.#restart.values()) m.cancelPending();
+    this.#mounter.close();
   }
 
   async #sweep(): Promise<void> {
@@ -489,8 +493,8 @@ export class ContainerService {
     if (!snap) throw internal('no snapshotter');
     const mounts = await snap.mounts(rec.id);
     for (const m of mounts) {
-      if (m.type === 'bind') await this.#d.host.mount(m.source, target, 'none', ['bind', ...m.options.filter((o) => o !== 'rbind' && o !== 'bind')]);
-      else await this.#d.host.mount(m.source, target, m.type, m.options);
+      if (m.type === 'bind') await this.#mounter.mount(m.source, target, 'bind', m.options);
+      else await this.#mounter.mount(m.source, target, m.type, m.options);
     }
     return target;
   }
@@ -498,7 +502,9 @@ export class ContainerService {
   async #unmountRootfs(id: string): Promise<void> {
     const target = this.paths.rootfs(id);
     for (let i = 0; i < 8 && (await isMountPoint(target)); i++) {
-      await this.#d.host.unmount(target).catch(async () => this.#d.host.unmount(target, { lazy: true }));
+      // Detached: the container is dead, nothing holds the mount; a synchronous umount of an
+      // overlay waits for the kernel to tear it down, which nobody needs to wait for.
+      await this.#mounter.unmount(target, { lazy: true }).catch(async () => this.#mounter.unmount(target));
     }
   }
 
@@ -688,12 +694,14 @@ export class ContainerService {
     const net = rec.hostConfig.NetworkMode === 'none' || rec.hostConfig.NetworkMode === 'host' ? undefined : this.#d.networks();
     if (net) void net.tearDown(id).catch(() => {});
     await this.#unmountRootfs(id).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'unmount failed'));
-    await unlink(join(this.paths.exitDir, id)).catch(() => {});
+    if (!rec.hostConfig.AutoRemove) await unlink(join(this.paths.exitDir, id)).catch(() => {});
     const ranMs = Date.now() - Date.parse(rec.state.startedAt);
     const removing = rec.state.status === 'removing';
     rec.state = { ...rec.state, status: removing ? 'removing' : 'exited', pid: 0, pidStart: undefined, conmonPid: 0, conmonStart: undefined, exitCode: code, oomKilled: oom, finishedAt: nowIso() };
     tr('unmount');
-    await this.#save(rec);
+    // --rm: the removal right after writes 'removing' anyway; a crash in between finds the
+    // record 'running' with no monitor and redoes this exit (the exit file is kept until then).
+    if (!rec.hostConfig.AutoRemove) await this.#save(rec);
     tr('done');
     if (oom) this.events.emit('container', 'oom', id, this.#attrs(rec));
     this.events.emit('container', 'die', id, this.#attrs(rec, { exitCode: String(code) }));

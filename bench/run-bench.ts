@@ -1,0 +1,199 @@
+// Benchmark for issue 3 (run containers), as root:
+//
+//   1. `run --rm --network none <busybox> true`, interleaved, medians:
+//        berth CLI (bin/berth) against a fresh berthd
+//        podman --runtime runc run --rm --network none
+//        bare `runc run` of a prepared bundle (the floor: no engine at all)
+//   2. time to start N detached containers (`run -d --network none busybox sleep`), berth and podman
+//   3. memory per running container: berthd's RSS growth + its conmons' PSS, against podman's
+//      conmons' PSS (podman has no daemon)
+//
+// Usage: node bench/run-bench.ts [--runs 15] [--detached 50] [--write-readme]
+import { parseArgs } from 'node:util';
+import { mkdtemp, writeFile, readFile, rm, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDaemon, importBusybox, busyboxRootfs, tarDirectory, run, BERTH, REPO_ROOT } from '../test/helpers/fixtures.ts';
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '15' }, detached: { type: 'string', default: '50' }, 'write-readme': { type: 'boolean', default: false } } });
+const RUNS = Number(values.runs);
+const DETACHED = Number(values.detached);
+if (process.getuid?.() !== 0) {
+  console.error('run-bench: needs root');
+  process.exit(1);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+
+async function timed(file: string, args: string[], env?: NodeJS.ProcessEnv): Promise<number> {
+  const t = performance.now();
+  const r = await run(file, args, { env: env ?? process.env, timeoutMs: 60_000 });
+  const ms = performance.now() - t;
+  if (r.code !== 0) throw new Error(`${file} ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return ms;
+}
+
+async function pss(pid: number): Promise<number> {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function rss(pid: number): Promise<number> {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+const MiB = (b: number) => (b / 1024 / 1024).toFixed(2);
+
+const work = await mkdtemp(join(tmpdir(), 'berth-bench-'));
+const d = await startDaemon();
+const env = { ...d.env, DOCKER_CONFIG: join(work, 'docker-config') };
+const podmanImage = 'localhost/berth-bench-busybox:latest';
+const podmanConf = join(work, 'containers.conf');
+// Podman's default ulimits (nofile 1048576, nproc 4194304) are above this host's hard limits:
+// give it limits it can set, or it cannot run at all here.
+await writeFile(podmanConf, '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n');
+const penv = { ...process.env, CONTAINERS_CONF: podmanConf };
+const runcRoot = join(work, 'runc');
+const bundle = join(work, 'bundle');
+const results: Record<string, unknown> = {};
+try {
+  // ---- images and the bare bundle
+  await importBusybox(d);
+  const rootfs = join(bundle, 'rootfs');
+  await busyboxRootfs(rootfs);
+  await writeFile(join(work, 'busybox.tar'), await tarDirectory(rootfs));
+  let r = await run('podman', ['import', join(work, 'busybox.tar'), podmanImage], { env: penv });
+  if (r.code !== 0) throw new Error(`podman import: ${r.stderr}`);
+  r = await run('runc', ['spec', '--bundle', bundle]);
+  if (r.code !== 0) throw new Error(`runc spec: ${r.stderr}`);
+  const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8'));
+  spec.process.terminal = false;
+  spec.process.args = ['true'];
+  spec.linux.cgroupsPath = '/berth-bench/runc';
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+
+  const berthRun = () => timed(BERTH, ['run', '--rm', '--network', 'none', 'busybox', 'true'], env);
+  const podmanRun = () => timed('podman', ['--runtime', 'runc', 'run', '--rm', '--network', 'none', podmanImage, 'true'], penv);
+  let n = 0;
+  const runcRun = () => timed('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `bench${n++}`]);
+
+  // ---- 1. run --rm, interleaved
+  for (let i = 0; i < 2; i++) {
+    await berthRun();
+    await podmanRun();
+    await runcRun();
+  }
+  const t = { berth: [] as number[], podman: [] as number[], runc: [] as number[] };
+  for (let i = 0; i < RUNS; i++) {
+    t.berth.push(await berthRun());
+    t.podman.push(await podmanRun());
+    t.runc.push(await runcRun());
+  }
+  const mb = median(t.berth), mp = median(t.podman), mr = median(t.runc);
+  results.run = { runs: RUNS, berth: { median: mb, p90: pct(t.berth, 0.9) }, podman: { median: mp, p90: pct(t.podman, 0.9) }, runc: { median: mr, p90: pct(t.runc, 0.9) }, berthVsPodman: mb / mp, berthVsRunc: mb / mr };
+  console.log(`run --rm true (${RUNS} interleaved runs): berth ${mb.toFixed(0)} ms, podman ${mp.toFixed(0)} ms, bare runc ${mr.toFixed(0)} ms; berth/podman ${(mb / mp).toFixed(2)}, berth/runc ${(mb / mr).toFixed(2)}`);
+
+  // ---- 2. N detached containers
+  const rssBefore = await rss(d.pid);
+  const tb0 = performance.now();
+  for (let i = 0; i < DETACHED; i++) await timed(BERTH, ['run', '-d', '--network', 'none', 'busybox', 'sleep', '3600'], env);
+  const tBerth = performance.now() - tb0;
+  const tp0 = performance.now();
+  for (let i = 0; i < DETACHED; i++) await timed('podman', ['--runtime', 'runc', 'run', '-d', '--network', 'none', '--label', 'berth-bench=1', podmanImage, 'sleep', '3600'], penv);
+  const tPodman = performance.now() - tp0;
+  console.log(`${DETACHED} detached: berth ${(tBerth / 1000).toFixed(1)} s, podman ${(tPodman / 1000).toFixed(1)} s`);
+
+  // ---- 3. memory per running container
+  await new Promise((res) => setTimeout(res, 2000));
+  const rssAfter = await rss(d.pid);
+  let berthConmon = 0;
+  let nb = 0;
+  for (const id of await readdir(join(d.execRoot, 'containers'))) {
+    const p = join(d.execRoot, 'containers', id, 'conmon.pid');
+    if (!existsSync(p)) continue;
+    berthConmon += await pss(Number((await readFile(p, 'utf8')).trim()));
+    nb++;
+  }
+  const ids = (await run('podman', ['ps', '-q', '--filter', 'label=berth-bench=1'], { env: penv })).stdout.split('\n').filter(Boolean);
+  let podmanConmon = 0;
+  for (const id of ids) {
+    const pid = Number((await run('podman', ['inspect', '--format', '{{.State.ConmonPid}}', id], { env: penv })).stdout.trim());
+    podmanConmon += await pss(pid);
+  }
+  const perBerth = (Math.max(0, rssAfter - rssBefore) + berthConmon) / Math.max(nb, 1);
+  const perPodman = podmanConmon / Math.max(ids.length, 1);
+  results.detached = { count: DETACHED, berthSeconds: tBerth / 1000, podmanSeconds: tPodman / 1000 };
+  results.memory = { berthContainers: nb, berthdRssGrowth: rssAfter - rssBefore, berthConmonPss: berthConmon, perContainerBerth: perBerth, podmanContainers: ids.length, podmanConmonPss: podmanConmon, perContainerPodman: perPodman };
+  console.log(`memory per running container: berth ${MiB(perBerth)} MiB (berthd +${MiB(rssAfter - rssBefore)} MiB RSS, conmon ${MiB(berthConmon / Math.max(nb, 1))} MiB PSS each), podman ${MiB(perPodman)} MiB (conmon PSS)`);
+
+  // cleanup
+  const all = (await run(BERTH, ['ps', '-aq'], { env })).stdout.split('\n').filter(Boolean);
+  if (all.length) await run(BERTH, ['rm', '-f', ...all], { env });
+  if (ids.length) await run('podman', ['rm', '-f', '-t', '0', ...ids], { env: penv });
+} finally {
+  await run('podman', ['rmi', '-f', podmanImage], { env: penv });
+  await d.cleanup();
+  for (const c of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    await run('sh', ['-c', `rmdir /sys/fs/cgroup/${c}/berth-bench/* /sys/fs/cgroup/${c}/berth-bench 2>/dev/null; true`]);
+  }
+  await rm(work, { recursive: true, force: true });
+}
+
+const R = results as {
+  run: { runs: number; berth: { median: number; p90: number }; podman: { median: number; p90: number }; runc: { median: number; p90: number }; berthVsPodman: number; berthVsRunc: number };
+  detached: { count: number; berthSeconds: number; podmanSeconds: number };
+  memory: { perContainerBerth: number; perContainerPodman: number; berthdRssGrowth: number; berthConmonPss: number; berthContainers: number; podmanConmonPss: number; podmanContainers: number };
+};
+const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
+const section = `## Run (issue 3)
+
+Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on this machine (2 cores, Debian 12, runc 1.1.5, conmon 2.1.6,
+podman 4.3.1; load average at the end ${load}: other work shared the machine, so absolute times are
+noisy; the runs are interleaved so the ratios compare like with like).
+
+Command: \`node_modules/node/bin/node bench/run-bench.ts --runs ${R.run.runs} --detached ${R.detached.count}\` (as root)
+
+\`run --rm --network none busybox true\`, ${R.run.runs} interleaved runs each, wall time of the client command:
+
+| | median | p90 |
+|---|---|---|
+| berth CLI → berthd | ${R.run.berth.median.toFixed(0)} ms | ${R.run.berth.p90.toFixed(0)} ms |
+| podman --runtime runc | ${R.run.podman.median.toFixed(0)} ms | ${R.run.podman.p90.toFixed(0)} ms |
+| bare \`runc run\` of a prepared bundle (floor) | ${R.run.runc.median.toFixed(0)} ms | ${R.run.runc.p90.toFixed(0)} ms |
+
+berth / podman = **${R.run.berthVsPodman.toFixed(2)}** (required ≤ 0.6, goal ≤ 0.5); berth / bare runc = **${R.run.berthVsRunc.toFixed(2)}** (goal ≤ 2).
+
+${R.detached.count} detached containers started one after another (\`run -d --network none busybox sleep 3600\`):
+berth ${R.detached.berthSeconds.toFixed(1)} s, podman ${R.detached.podmanSeconds.toFixed(1)} s.
+
+Memory per running container (those ${R.detached.count}): berth ${MiB(R.memory.perContainerBerth)} MiB
+(berthd RSS growth ${MiB(R.memory.berthdRssGrowth)} MiB in all + conmon PSS ${MiB(R.memory.berthConmonPss / Math.max(R.memory.berthContainers, 1))} MiB each);
+podman ${MiB(R.memory.perContainerPodman)} MiB (conmon PSS; podman keeps no daemon).
+
+Podman needs \`default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\` (a temporary
+CONTAINERS_CONF) to run here at all: its defaults exceed this host's hard limits.
+`;
+console.log('\n' + section);
+if (values['write-readme']) {
+  const p = join(REPO_ROOT, 'bench', 'README.md');
+  let text = existsSync(p) ? await readFile(p, 'utf8') : '# Benchmarks\n';
+  const start = text.indexOf('## Run (issue 3)');
+  if (start >= 0) {
+    const next = text.indexOf('\n## ', start + 5);
+    text = text.slice(0, start) + section + (next >= 0 ? text.slice(next + 1) : '');
+  } else {
+    text = text.trimEnd() + '\n\n' + section;
+  }
+  await writeFile(p, text);
+  console.log(`wrote ${p}`);
+}
