@@ -106,6 +106,8 @@ export interface BridgeNetworkServiceOptions {
   upstreams?: string[];
   /** DNS port on the gateway (53; tests of the server alone use others). */
   dnsPort?: number;
+  /** Run the embedded DNS servers (default true; unit tests with a FakeHost have no bridge). */
+  embeddedDns?: boolean;
   /** Remove bridges and chains on close when no sandbox is live (test daemons). */
   cleanupOnClose?: boolean;
   /** Test daemons: a file listing what this service made on the host (bridges, chain prefix,
@@ -446,7 +448,7 @@ export class BridgeNetworkService implements NetworkService {
 
   async #startDns(n: NetworkRecord): Promise<void> {
     // Docker's default bridge has no embedded DNS: containers there get the host's resolvers.
-    if (n.driver !== 'bridge' || n.predefined || this.#dns.has(n.id)) return;
+    if (n.driver !== 'bridge' || n.predefined || this.#dns.has(n.id) || this.#o.embeddedDns === false) return;
     const subnet = parseCidr(n.subnet!);
     const server = new DnsServer({
       address: n.gateway!,
