@@ -49,6 +49,8 @@ export class OverlaySnapshotter implements Snapshotter {
   /** Parent of each unpack in flight (a parent in use cannot be removed). */
   readonly #unpackParents = new Map<Digest, Digest | undefined>();
   readonly #locks = new Map<string, Promise<unknown>>();
+  /** Overlay options the running kernel supports and berth wants (see init). */
+  #extraOptions: string[] = [];
 
   constructor(root: string, host: Host) {
     this.#paths = new SnapshotPaths(root);
@@ -61,6 +63,14 @@ export class OverlaySnapshotter implements Snapshotter {
     await mkdir(p.root, { recursive: true, mode: 0o700 });
     for (const d of [p.links, p.committedDir, p.activeDir, p.tmp]) await mkdir(d, { recursive: true, mode: 0o700 });
     for (const name of await readdir(p.tmp)) await rm(join(p.tmp, name), { recursive: true, force: true });
+
+    // As Docker's overlay2: index=off so shared lower dirs never trip the inode index, and
+    // redirect_dir=off so a renamed lower directory is copied up in full; the upper dir then
+    // always diffs into a plain OCI layer (layer-diff refuses redirects).
+    this.#extraOptions = [];
+    for (const [param, option] of [['index', 'index=off'], ['redirect_dir', 'redirect_dir=off']] as const) {
+      if (await exists(`/sys/module/overlay/parameters/${param}`)) this.#extraOptions.push(option);
+    }
 
     this.#committed.clear();
     this.#active.clear();
@@ -239,7 +249,7 @@ export class OverlaySnapshotter implements Snapshotter {
     const upper = SnapshotPaths.fs(dir);
     if (!meta.parent) return [{ type: 'bind', source: upper, options: ['rbind', 'rw'] }];
     const lowers = this.#chain(meta.parent).map((m) => this.#paths.link(m.short));
-    const options = [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${SnapshotPaths.work(dir)}`];
+    const options = [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${SnapshotPaths.work(dir)}`, ...this.#extraOptions];
     const data = options.join(',');
     if (Buffer.byteLength(data) > MOUNT_DATA_MAX) {
       throw failedPrecondition(`overlay mount options for ${lowers.length} layers exceed ${MOUNT_DATA_MAX} bytes: use a shorter snapshot root`);

@@ -6,6 +6,7 @@ import { mkdtemp, rm, readdir, readFile, writeFile, mkdir, readlink, lstat } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { existsSync } from 'node:fs';
 import { OverlaySnapshotter } from '../../src/snapshot/overlay-snapshotter.ts';
 import { buildTar, type TarEntrySpec } from '../../src/layer/tar-build.ts';
 import { FakeHost } from '../../src/host/host.ts';
@@ -65,6 +66,8 @@ test('prepare mounts lowerdir=top:...:bottom through short links; no parent give
   assert.deepEqual(targets, [hex[2], hex[1], hex[0]].map((h) => `../committed/${h}/fs`));
   assert.ok(m.options.includes(`upperdir=${snap.upperDir('c1')}`));
   assert.ok(m.options.some((o) => o.startsWith('workdir=')));
+  if (existsSync('/sys/module/overlay/parameters/redirect_dir')) assert.ok(m.options.includes('redirect_dir=off'));
+  if (existsSync('/sys/module/overlay/parameters/index')) assert.ok(m.options.includes('index=off'));
   assert.deepEqual(await snap.mounts('c1'), [m]);
 
   const [b] = await snap.prepare('scratch', undefined);
