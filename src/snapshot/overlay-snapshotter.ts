@@ -65,10 +65,11 @@ export class OverlaySnapshotter implements Snapshotter {
     for (const name of await readdir(p.tmp)) await rm(join(p.tmp, name), { recursive: true, force: true });
 
     // As Docker's overlay2: index=off so shared lower dirs never trip the inode index, and
-    // redirect_dir=off so a renamed lower directory is copied up in full; the upper dir then
-    // always diffs into a plain OCI layer (layer-diff refuses redirects).
+    // redirect_dir=off so a renamed lower directory is copied up in full (and metacopy=off,
+    // which needs redirects); the upper dir then always diffs into a plain OCI layer.
     this.#extraOptions = [];
-    for (const [param, option] of [['index', 'index=off'], ['redirect_dir', 'redirect_dir=off']] as const) {
+    const wanted = [['index', 'index=off'], ['redirect_dir', 'redirect_dir=off'], ['metacopy', 'metacopy=off']] as const;
+    for (const [param, option] of wanted) {
       if (await exists(`/sys/module/overlay/parameters/${param}`)) this.#extraOptions.push(option);
     }
 
