@@ -173,15 +173,16 @@ async function pushBlob(port: number, repo: string, data: Buffer<ArrayBuffer>): 
   return d;
 }
 
-async function manifestGets(port: number, seconds: number): Promise<number> {
+/** wrk's figures: requests/s and failed requests (non-2xx answers, socket errors, timeouts). */
+async function manifestGets(port: number, seconds: number): Promise<{ rps: number; failures: number }> {
   const url = `http://127.0.0.1:${port}/v2/bench/img/manifests/latest`;
   const { stdout } = await run('wrk', ['-c32', '-t2', `-d${seconds}s`, '-H', `Accept: ${ACCEPT}`, url]);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
   if (!rps) throw new Error(`wrk output: ${stdout}`);
-  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout);
-  const errors = /Socket errors:.*/.exec(stdout);
-  if (non2xx || errors) throw new Error(`wrk saw failures against ${port}:\n${stdout}`);
-  return Number(rps[1]);
+  let failures = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  if (sock) failures += sock.slice(1).reduce((a, b) => a + Number(b), 0);
+  return { rps: Number(rps[1]), failures };
 }
 
 async function blobGet(port: number, digest: string, size: number): Promise<number> {
@@ -262,9 +263,12 @@ async function main(): Promise<void> {
         digests.set(reg, await pushBlob(reg.port, 'bench/big', big));
       }
       for (const reg of regs) {
-        const rps = await manifestGets(reg.port, Number(values['wrk-seconds']));
+        const { rps, failures } = await manifestGets(reg.port, Number(values['wrk-seconds']));
+        // berth must answer every request; Distribution's failures (wrk timeouts under load)
+        // are reported, not fatal, since its rate is what it is.
+        if (failures > 0 && reg.name === 'berth') throw new Error(`berth failed ${failures} manifest GETs`);
         results[reg.name]!.rps.push(rps);
-        line[reg.name]!.push(`manifest GET ${rps.toFixed(0)} req/s`);
+        line[reg.name]!.push(`manifest GET ${rps.toFixed(0)} req/s${failures ? ` (${failures} failed)` : ''}`);
       }
       const samples: Record<string, number[]> = { distribution: [], berth: [] };
       for (let i = 0; i < Number(values['blob-samples']); i++) {

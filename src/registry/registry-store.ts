@@ -12,7 +12,7 @@
 //   `cacheTtlMs`, so changes by another process (gc, a second server on the same root) show up
 //   within that time; changes made through this store are visible at once.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { digestAlgorithm, isDigest, type Digest } from '../core/digest.ts';
 import { isKind } from '../core/errors.ts';
 import { MediaType, MAX_MANIFEST_BYTES, type Descriptor } from '../core/oci.ts';
@@ -129,15 +129,6 @@ export class RegistryStore {
     const [link, blob] = await Promise.all([this.driver.stat(paths.layerLink(name, digest)), this.driver.stat(paths.blob(digest))]);
     if (!link || !blob || blob.isDir) return undefined;
     return { digest, size: blob.size };
-  }
-
-  async openBlob(name: string, digest: Digest, start?: number, end?: number): Promise<Readable> {
-    try {
-      return await this.driver.reader(paths.blob(digest), start, end);
-    } catch (err) {
-      if (isKind(err, 'NotFound')) throw registryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
-      throw err;
-    }
   }
 
   /** Write blob bytes [start, end] to dest (see StorageDriver.send). */
