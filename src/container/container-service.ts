@@ -431,7 +431,9 @@ export class ContainerService {
       imageRef: body.Image,
       imageTopChainId: img.chainIds[img.chainIds.length - 1],
       config,
-      hostConfig: { ...hc, NetworkMode: nm || 'bridge', Runtime: runtimeName, RestartPolicy: hc.RestartPolicy ?? { Name: 'no', MaximumRetryCount: 0 }, LogConfig: { Type: 'k8s-file', Config: logOpts } },
+      hostConfig: { ...hc, NetworkMode: nm || 'bridge', Runtime: runtimeName, RestartPolicy: hc.RestartPolicy ?? { Name: 'no', MaximumRetryCount: 0 }, // Reported as json-file: clients (docker-py's run) only read logs back from json-file/journald,
+      // and berth's k8s-file logs honour json-file's max-size/max-file options.
+      LogConfig: { Type: 'json-file', Config: logOpts } },
       networkingConfig: body.NetworkingConfig,
       path: args[0]!,
       args: args.slice(1),
