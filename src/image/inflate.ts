@@ -23,7 +23,9 @@ class Inflate extends Duplex {
   compression: Compression | undefined;
 
   constructor(max: number) {
-    super({ readableHighWaterMark: 2 * CHUNK, writableHighWaterMark: 2 * CHUNK });
+    // A deep read-ahead (16 MiB of tar): the inflater keeps working while the applier is busy,
+    // and the applier finds data ready when the inflater's thread is not scheduled.
+    super({ readableHighWaterMark: 16 * CHUNK, writableHighWaterMark: 4 * CHUNK });
     this.#max = max;
   }
 
