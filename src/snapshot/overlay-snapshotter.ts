@@ -253,7 +253,9 @@ export class OverlaySnapshotter implements Snapshotter {
     const options = [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${SnapshotPaths.work(dir)}`, ...this.#extraOptions];
     const data = options.join(',');
     if (Buffer.byteLength(data) > MOUNT_DATA_MAX) {
-      throw failedPrecondition(`overlay mount options for ${lowers.length} layers exceed ${MOUNT_DATA_MAX} bytes: use a shorter snapshot root`);
+      throw failedPrecondition(
+        `overlay mount options for ${lowers.length} layers take ${Buffer.byteLength(data)} bytes, more than the kernel's ${MOUNT_DATA_MAX}: use a shorter data root`,
+      );
     }
     return [{ type: 'overlay', source: 'overlay', options }];
   }
@@ -376,15 +378,21 @@ function committedInfo(m: CommittedMeta): SnapshotInfo {
   return { name: m.chainId, kind: 'committed', ...(m.parent ? { parent: m.parent } : {}), size: m.size, created: m.created };
 }
 
+/**
+ * Link names are 6 base32 characters (2^30 names; a collision is retried): with the default
+ * root /var/lib/berth/snapshots each lower costs 34 bytes of mount data, so 100 layers fit the
+ * page with room for the upper and work dirs. (Docker keeps 26-character names and mounts with
+ * relative paths from a chdir'ed helper; berth's Mount has no working directory to carry.)
+ */
 function shortName(): string {
-  const bytes = randomBytes(10);
+  const bytes = randomBytes(6);
   let s = '';
   for (const b of bytes) s += SHORT_ALPHABET[b & 31];
   return s;
 }
 
 function validShort(s: unknown): s is string {
-  return typeof s === 'string' && /^[a-z2-7]{10}$/.test(s);
+  return typeof s === 'string' && /^[a-z2-7]{6,26}$/.test(s);
 }
 
 async function readMeta<T>(dir: string): Promise<T | undefined> {

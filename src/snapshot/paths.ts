@@ -1,7 +1,7 @@
 // On-disk layout of the overlay snapshotter. No other module joins paths into this tree.
 //
 //   <root>/                          e.g. /var/lib/berth/snapshots
-//     l/<short>                      -> ../committed/<hex>/fs   short links used in lowerdir=,
+//     l/<short>                      -> ../committed/<hex>/fs   6-char links used in lowerdir=,
 //                                      so ~100 layers fit the mount data page (4096 bytes)
 //     committed/<hex>/               one per committed snapshot, <hex> = chain ID hex
 //       fs/                          the layer's diff: an overlay lower dir (whiteouts are

@@ -219,6 +219,36 @@ test('a bind mount for a snapshot with no parent', { skip: !isRoot && 'needs roo
   await snap.remove('scratch');
 });
 
+test('100 layers mount for real: short links keep the options under a page', { skip: !isRoot && 'needs root' }, async () => {
+  const diffIds: Digest[] = [];
+  const tars: Buffer[] = [];
+  for (let i = 0; i < 100; i++) {
+    const t = await buildTar([{ name: `layers/l${String(i).padStart(3, '0')}`, body: String(i) }, ...(i > 0 ? [{ name: `layers/.wh.l${String(i - 1).padStart(3, '0')}` }] : [])]);
+    tars.push(t);
+    diffIds.push(sha(t));
+  }
+  const ids = chainIds(diffIds);
+  // A root as long as the default /var/lib/berth/snapshots (24 bytes): /tmp/berth-snapi-XXXXXX/s.
+  const deepSnap = new OverlaySnapshotter(join(base, 's'), host);
+  await deepSnap.init();
+  let parent: Digest | undefined;
+  for (const [i, t] of tars.entries()) {
+    await deepSnap.unpack(ids[i] as Digest, parent, Readable.from([t]));
+    parent = ids[i];
+  }
+  const mounts = await deepSnap.prepare('deep', parent);
+  assert.ok(Buffer.byteLength(mounts[0]?.options.join(',') ?? '') < 4096);
+  const target = join(base, 'deep-root');
+  await mountAt(mounts, target);
+  // Each layer whited out the previous one's file: only the top file is visible.
+  assert.deepEqual(await readdir(join(target, 'layers')), ['l099']);
+  assert.equal(await readFile(join(target, 'layers/l099'), 'utf8'), '99');
+  await unmountAll();
+  await deepSnap.remove('deep');
+  for (const id of [...ids].reverse()) await deepSnap.remove(id);
+  assert.deepEqual(await deepSnap.list(), []);
+});
+
 test('measure: unpack ~50 MB of small files', { skip: !isRoot && 'needs root' }, async () => {
   const entries: TarEntrySpec[] = [];
   const files = 10_000;
