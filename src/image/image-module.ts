@@ -29,8 +29,15 @@ function graphDriverData(snapshotRoot: string, chain: readonly string[]): Record
   return data;
 }
 
+/**
+ * The start-up GC waits until every module registered: the build module adds its cache as GC
+ * roots during its own registration, which comes after this one.
+ */
+const STARTUP_GC_DELAY_MS = 1500;
+
 export function createModule(): DaemonModule {
   let registry: RegistryClient | undefined;
+  let startupGc: NodeJS.Timeout | undefined;
   return {
     async register(router: Router, services: Services, daemon: Daemon): Promise<void> {
       const paths = imagePaths(services.config.dataRoot);
@@ -40,6 +47,10 @@ export function createModule(): DaemonModule {
       // The container module sets services.imageInUse; read it at call time.
       images.inUse = (id) => services.imageInUse?.(id) ?? [];
       await images.init();
+      startupGc = setTimeout(() => {
+        images.startupGc().catch((err: unknown) => daemon.log.warn({ err: String(err) }, 'image gc at start failed'));
+      }, STARTUP_GC_DELAY_MS);
+      startupGc.unref();
       registry = new RegistryClient({ insecureRegistries: services.config.insecureRegistries, userAgent: `berth/${BERTH_VERSION}` });
       const puller = new Puller({ images, registry });
       services.images = images;
@@ -55,6 +66,7 @@ export function createModule(): DaemonModule {
       (await import('./push-routes.ts')).registerPushRoutes(router, { images, registry });
     },
     async close(): Promise<void> {
+      if (startupGc) clearTimeout(startupGc);
       await registry?.close();
     },
   };

@@ -7,7 +7,7 @@
 // blobs the manifest lists and the committed snapshots of its chain IDs. Anything in the content
 // store or the snapshotter that no image owns, no operation in progress holds (a lease), and
 // that no active snapshot (container root) sits on, is removed by `gc()`. GC runs after rmi and
-// prune, after failed pulls and loads, and at start (clearing what a crash left behind).
+// prune, after failed pulls and loads, and shortly after start (clearing what a crash left behind).
 import { mkdir, rm } from 'node:fs/promises';
 import { sha256, shortId, type Digest } from '../core/digest.ts';
 import { chainIds } from '../core/chain-id.ts';
@@ -118,14 +118,22 @@ export class ImageService implements ImageServiceContract {
     this.store = new ImageStore(opts.paths.index);
   }
 
-  /** Load the index, clear scratch space and what interrupted operations left. */
+  /**
+   * Load the index and clear scratch space. Call `startupGc()` once every GC root provider (build
+   * cache, ...) has registered, to clear what interrupted operations left.
+   */
   async init(): Promise<void> {
     await mkdir(this.paths.root, { recursive: true, mode: 0o700 });
     await rm(this.paths.tmp, { recursive: true, force: true });
     await mkdir(this.paths.tmp, { recursive: true, mode: 0o700 });
     await this.store.load();
+  }
+
+  /** GC of what a crash left behind (unowned blobs and snapshots), logged when it found any. */
+  async startupGc(): Promise<GcReport> {
     const r = await this.gc();
     if (r.blobs.length || r.snapshots.length) this.log.info({ blobs: r.blobs.length, snapshots: r.snapshots.length, bytes: r.bytes }, 'image gc at start removed unreferenced content');
+    return r;
   }
 
   defaultPlatform(): Platform {

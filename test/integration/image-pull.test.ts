@@ -4,13 +4,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import { mkdtemp, readdir, rm, stat, readFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, readFile, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import { pack as tarPack } from 'tar-stream';
 import {
-  api, busyboxImage, docker, isRoot, pullViaApi, pushLayout, run, startDaemon, startRegistry, writeOciLayout, tempDir,
+  api, busyboxImage, docker, isRoot, pullViaApi, pushLayout, run, startDaemon, startRegistry, writeOciLayout, tempDir, waitFor,
   type TestDaemon, type TestRegistry, type LayoutImage,
 } from '../helpers/fixtures.ts';
 
@@ -337,11 +337,16 @@ test('berthd killed mid-pull: restart leaves a consistent store and the pull wor
     const mid = await disk(d);
     assert.ok(mid.ingest.length > 0, 'a download was in progress');
     proxy.slowBytesPerSec = 0;
+    // What a crash after a blob commit but before the image record leaves: an unowned blob.
+    const orphan = Buffer.from('orphan blob of an interrupted pull');
+    const orphanHex = createHash('sha256').update(orphan).digest('hex');
+    await writeFile(join(d.dataRoot, 'content', 'blobs', 'sha256', orphanHex), orphan);
     await d.restart();
     const after = await disk(d);
     assert.deepEqual(after.ingest, []);
     assert.deepEqual(after.snapTmp, []);
     assert.deepEqual((await api(d.socket, 'GET', '/images/json')).json(), []);
+    await waitFor(async () => !(await disk(d)).blobs.includes(orphanHex), 'the start-up GC to remove the orphan blob', 10_000);
     const r = messages((await pullViaApi(d, `${proxy.addr}/kill/big:1`)).text());
     assert.ok(!r.some((m) => m.error), JSON.stringify(r));
     const j = (await api(d.socket, 'GET', `/images/${proxy.addr}/kill/big:1/json`)).json();
