@@ -106,6 +106,8 @@ export interface BridgeNetworkServiceOptions {
   upstreams?: string[];
   /** DNS port on the gateway (53; tests of the server alone use others). */
   dnsPort?: number;
+  /** How often to check that berth's iptables rules survived a firewall reload (ms; 0: never). */
+  ruleCheckMs?: number;
   /** Run the embedded DNS servers (default true; unit tests with a FakeHost have no bridge). */
   embeddedDns?: boolean;
   /** Remove bridges and chains on close when no sandbox is live (test daemons). */
@@ -217,6 +219,11 @@ export class BridgeNetworkService implements NetworkService {
     }
     await this.#applyRules();
     for (const n of this.#networks.values()) await this.#startDns(n);
+    const every = this.#o.ruleCheckMs ?? 30_000;
+    if (every > 0) {
+      this.#ruleTimer = setInterval(() => void this.#checkRules(), every);
+      this.#ruleTimer.unref();
+    }
     for (const sb of this.#sandboxes.values()) {
       try {
         await this.#startProxies(sb);
@@ -226,7 +233,28 @@ export class BridgeNetworkService implements NetworkService {
     }
   }
 
+  #ruleTimer?: NodeJS.Timeout;
+
+  /** Re-apply the whole ruleset when a firewall reload removed it. */
+  async #checkRules(): Promise<void> {
+    try {
+      if (await this.#netfilter.intact()) return;
+      this.#o.log.warn({ chains: this.#o.chainPrefix }, 'iptables rules were removed (firewall reload?); restoring them');
+      await this.#applyRules();
+    } catch (err) {
+      this.#o.log.error({ err: errorMessage(err) }, 'cannot restore iptables rules');
+    }
+  }
+
+  /** For tests: run the firewall check now. Returns whether rules had to be restored. */
+  async checkRulesNow(): Promise<boolean> {
+    const ok = await this.#netfilter.intact();
+    if (!ok) await this.#applyRules();
+    return !ok;
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.#ruleTimer);
     await this.settle();
     await Promise.allSettled([...this.#locks.values()]);
     for (const d of this.#dns.values()) await d.stop();

@@ -119,6 +119,27 @@ export class Netfilter {
     return p;
   }
 
+  /**
+   * Whether berth's rules are still in place: a firewalld reload or an `iptables -F` drops them
+   * (and with them isolation and published ports: CVE-2025-54410). Checks the jumps from the
+   * built-in chains and the first rule of berth's forward chain; forgets the applied state when
+   * anything is missing, so the next apply() rewrites it all.
+   */
+  async intact(): Promise<boolean> {
+    if (!this.#jumped) return true;
+    const c = chainNames(this.prefix);
+    const checks = [...jumps(this.prefix).map((j) => ['-t', j.table, '-C', j.chain, ...j.spec]), ['-t', 'filter', '-C', c.fwd, '-j', c.iso1]];
+    for (const args of checks) {
+      const r = await this.#host.run('iptables', ['-w', ...args], { allowFailure: true });
+      if (r.code !== 0) {
+        this.#jumped = false;
+        this.#last = '';
+        return false;
+      }
+    }
+    return true;
+  }
+
   async #ensureJumps(): Promise<void> {
     for (const j of jumps(this.prefix)) {
       const r = await this.#host.run('iptables', ['-w', '-t', j.table, '-C', j.chain, ...j.spec], { allowFailure: true });

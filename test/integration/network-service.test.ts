@@ -261,6 +261,23 @@ test('none and container modes; connect and disconnect a running container', { s
   await svc.remove(Id);
 });
 
+test('rules removed behind berth\'s back (firewall reload, iptables -F of its chain) are restored', { skip: !isRoot }, async () => {
+  const id = cid();
+  const s = await svc.setUp(req(id, 'fw', { portBindings: { '80/tcp': [{ HostPort: '' }] } }));
+  try {
+    assert.equal(await svc.checkRulesNow(), false, 'nothing to restore yet');
+    await sh('iptables', ['-w', '-D', 'FORWARD', '-j', `BT-${tag}-FWD`]);
+    await sh('iptables', ['-w', '-t', 'nat', '-F', `BT-${tag}-DNAT`]);
+    assert.equal(await svc.checkRulesNow(), true);
+    assert.equal((await sh('iptables', ['-w', '-C', 'FORWARD', '-j', `BT-${tag}-FWD`])).code, 0);
+    const nat = await sh('iptables-save', ['-t', 'nat']);
+    assert.match(nat.out, new RegExp(`--to-destination ${s.settings.IPAddress.replace(/\./g, '\\.')}:80`));
+  } finally {
+    await svc.tearDown(id);
+    await svc.settle();
+  }
+});
+
 test('restart keeps networks and leases; nothing leaks', { skip: !isRoot }, async () => {
   const { Id } = await svc.create({ Name: `nr${tag}`, Labels: { keep: 'yes' }, IPAM: { Config: [{ Subnet: `10.123.${nets.a}.0/24` }] } });
   const id = cid();
