@@ -551,8 +551,29 @@ class LayerApplier {
     }
   }
 
+  /**
+   * Deferred metadata is applied by path, after later entries may have replaced a parent
+   * directory with a symlink (`a/sub/` recorded, then `a -> ../victim`): the kernel would follow
+   * it out of the root. Every parent of a deferred path must still be a real directory.
+   */
+  #parentsReal(abs: string, memo: Map<string, boolean>): boolean {
+    if (abs === this.#root) return true;
+    const parent = posix.dirname(abs);
+    if (parent === this.#root) return true;
+    if (!parent.startsWith(this.#root + '/')) return false;
+    let ok = memo.get(parent);
+    if (ok === undefined) {
+      const st = lstatOrUndefined(parent);
+      ok = st !== undefined && st.isDirectory() && this.#parentsReal(parent, memo);
+      memo.set(parent, ok);
+    }
+    return ok;
+  }
+
   async #finish(): Promise<void> {
     const host = this.#opts.host;
+    const memo = new Map<string, boolean>();
+    const safe = (abs: string) => this.#parentsReal(abs, memo);
     // Group identical (name, value) pairs so one setfattr call covers many paths.
     const groups = new Map<string, { name: string; value: Buffer; paths: string[] }>();
     for (const [abs, attrs] of this.#xattrs) {
@@ -565,19 +586,20 @@ class LayerApplier {
     }
     for (const g of groups.values()) {
       // Entries replaced or removed later in the layer are gone; a recording fake Host made no nodes.
-      const exists = g.paths.map((p) => lstatOrUndefined(p) !== undefined);
+      const exists = g.paths.map((p) => safe(p) && lstatOrUndefined(p) !== undefined);
       g.paths = g.paths.filter((_, i) => exists[i]);
       for (let i = 0; i < g.paths.length; i += XATTR_BATCH) {
         await setXattrTolerant(host, g.paths.slice(i, i + XATTR_BATCH), g.name, g.value);
       }
     }
-    const opaque = [...this.#opaque];
+    const opaque = [...this.#opaque].filter((p) => safe(p) && lstatOrUndefined(p)?.isDirectory());
     for (let i = 0; i < opaque.length; i += XATTR_BATCH) {
       await host.setxattr(opaque.slice(i, i + XATTR_BATCH), OVERLAY_OPAQUE_XATTR, 'y');
     }
     // Directory modes and times last, children before parents (creating entries touched them).
     const dirs = [...this.#dirMeta].reverse();
     for (const [abs, meta] of dirs) {
+      if (!safe(abs)) continue;
       const st = lstatOrUndefined(abs);
       if (!st?.isDirectory()) continue; // replaced or removed later in the layer
       chmodSync(abs, meta.mode & 0o7777);

@@ -88,6 +88,12 @@ test('hostile layers never touch the host outside the snapshot root', { skip: !i
     { name: 'chain2', type: 'symlink', linkname: 'dotdot' },
     { name: 'dotdot', type: 'symlink', linkname: '/../../..' },
     { name: 'chain1' + victim + '/hello', body: 'pwn' },
+    // Deferred directory metadata, xattrs and opaque markers recorded before a parent is
+    // replaced by a symlink to the victim.
+    { name: 'q/', type: 'directory' },
+    { name: 'q/sub/', type: 'directory', mode: 0o777, uid: 4321, xattrs: { 'user.pwn': '1', 'security.capability': cap } },
+    { name: 'q/sub/.wh..wh..opq' },
+    { name: 'q', type: 'symlink', linkname: victim },
   ], l0);
   assert.equal(fingerprint(), before);
 

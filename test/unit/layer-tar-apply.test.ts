@@ -529,3 +529,24 @@ describe('applyLayer: sources, long names, xattr failures', () => {
     assert.deepEqual(calls, [[[join(root, 'good')], 'user.k', Buffer.from('v')]]);
   });
 });
+
+describe('applyLayer: deferred metadata after a parent is replaced by a symlink', () => {
+  test('directory modes/times, xattrs and opaque markers never go through the new symlink', async () => {
+    await mkdir(join(victim, 'sub'));
+    await chmod(join(victim, 'sub'), 0o700);
+    const before = await stat(join(victim, 'sub'));
+    await apply([
+      { name: 'a/', type: 'directory' },
+      { name: 'a/sub/', type: 'directory', mode: 0o777, mtime: new Date(0), xattrs: { 'user.pwn': '1' } },
+      { name: 'a/sub/.wh..wh..opq' },
+      { name: 'a', type: 'symlink', linkname: '../victim' },
+    ], { mode: 'overlay' });
+    const after = await stat(join(victim, 'sub'));
+    assert.equal(after.mode & 0o7777, 0o700);
+    assert.equal(after.mtime.getTime(), before.mtime.getTime());
+    const xa = host.calls.filter((c) => c.op === 'setxattr').flatMap((c) => c.args[0] as string[]);
+    assert.deepEqual(xa, []);
+    assert.deepEqual((await readdir(victim)).sort(), ['hello', 'sub']);
+    assert.deepEqual(await readdir(join(victim, 'sub')), []);
+  });
+});
