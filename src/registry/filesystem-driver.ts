@@ -10,8 +10,8 @@ import { checkKey, type FileInfo, type StorageDriver } from './storage-driver.ts
 
 const TMP_DIR = '_tmp';
 const READ_CHUNK = 1 << 20;
-/** Buffers in flight per send(): one being read while the others drain into the socket. */
-const SEND_RING = 4;
+/** Buffers busy per send(): being read ahead, or draining into the socket. */
+const SEND_RING = 6;
 const POOL_MAX = 64;
 /**
  * Reused 1 MiB send buffers. Fresh large buffers cost page faults and GC on every chunk; a
@@ -107,40 +107,61 @@ export class FilesystemDriver implements StorageDriver {
       if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw notFound(`${path}: not found`);
       throw err;
     }
+    // Up to SEND_RING buffers are busy at once, either being read (several reads run in
+    // parallel on the thread pool, ahead of the socket) or being written to dest.
     const free: Buffer[] = [];
+    const reads: { buf: Buffer; len: number; read: Promise<number> }[] = [];
     let inFlight = 0;
-    let closed = false;
+    let stopped = false;
     let wake: (() => void) | undefined;
+    const poke = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
     const onClose = () => {
-      closed = true;
-      wake?.();
+      stopped = true;
+      poke();
     };
     dest.once('close', onClose);
     const wait = () => new Promise<void>((r) => (wake = r));
-    try {
-      const last = end ?? (await fh.stat()).size - 1;
-      let pos = start;
-      while (pos <= last && !closed) {
-        while (free.length === 0 && inFlight >= SEND_RING && !closed) await wait();
-        if (closed) break;
+    let next = start;
+    let last = -1;
+    const issue = () => {
+      while (!stopped && next <= last && reads.length + inFlight < SEND_RING) {
         const buf = free.pop() ?? sendPool.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
-        const { bytesRead } = await fh.read(buf, 0, Math.min(READ_CHUNK, last - pos + 1), pos);
-        if (bytesRead === 0) throw notFound(`${path}: truncated`);
-        pos += bytesRead;
-        inFlight++;
-        dest.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), () => {
-          inFlight--;
-          free.push(buf);
-          const w = wake;
-          wake = undefined;
-          w?.();
-        });
+        const len = Math.min(READ_CHUNK, last - next + 1);
+        const read = fh.read(buf, 0, len, next).then((r) => r.bytesRead);
+        read.catch(() => {}); // observed when its turn comes
+        reads.push({ buf, len, read });
+        next += len;
       }
-      while (inFlight > 0 && !closed) await wait();
+    };
+    try {
+      last = end ?? (await fh.stat()).size - 1;
+      issue();
+      while (reads.length > 0 && !stopped) {
+        const r = reads.shift()!;
+        const n = await r.read;
+        if (n !== r.len) throw notFound(`${path}: truncated`);
+        if (stopped) break;
+        inFlight++;
+        dest.write(n === r.buf.length ? r.buf : r.buf.subarray(0, n), () => {
+          inFlight--;
+          free.push(r.buf);
+          issue();
+          poke();
+        });
+        issue();
+        while (reads.length === 0 && next <= last && !stopped) await wait();
+      }
+      while (inFlight > 0 && !stopped) await wait();
     } finally {
+      stopped = true;
       dest.off('close', onClose);
+      await Promise.allSettled(reads.map((r) => r.read));
       // Buffers still in flight on a closed destination are left to the GC.
-      for (const b of free) if (sendPool.length < POOL_MAX) sendPool.push(b);
+      for (const b of [...free, ...reads.map((r) => r.buf)]) if (sendPool.length < POOL_MAX) sendPool.push(b);
       await fh.close();
     }
   }
