@@ -134,6 +134,8 @@ test('run: create and start failures map to 125 / 126 / 127', async () => {
     }
     if (r.path.endsWith('/wait')) return waitAfter(res, 0, 10);
     if (r.path.endsWith('/start')) return sendJson(res, 400, { message: startMsg });
+  }, () => {
+    // an attach that the daemon never ends: the client must hang up itself when start fails
   });
   try {
     const dup = await runBerth(['run', '-d', '--name', 'dup', 'img'], { host: d.host });
@@ -145,6 +147,10 @@ test('run: create and start failures map to 125 / 126 / 127', async () => {
     assert.equal((await runBerth(['run', '-d', 'img', '/etc'], { host: d.host })).code, 126);
     startMsg = 'something else';
     assert.equal((await runBerth(['run', '-d', 'img'], { host: d.host })).code, 125);
+    startMsg = 'exec: "x": executable file not found in $PATH';
+    const attached = await runBerth(['run', 'img', 'x'], { host: d.host });
+    assert.equal(attached.code, 127);
+    assert.match(attached.stderr, /^berth: Error response from daemon: exec: "x": executable file not found/);
     const conflict = await runBerth(['run', '--rm', '--restart', 'always', 'img'], { host: d.host });
     assert.equal(conflict.code, 125);
     assert.match(conflict.stderr, /conflicting options: cannot specify both --restart and --rm/);

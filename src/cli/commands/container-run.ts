@@ -148,16 +148,20 @@ const run: Command = {
     }
     const attach = req.attachStdin || req.attachStdout || req.attachStderr;
     let streamDone: Promise<void> | undefined;
+    let attached: import('node:stream').Duplex | undefined;
     if (attach) {
       const query: Record<string, boolean | string | undefined> = { stream: true, stdin: req.attachStdin, stdout: req.attachStdout, stderr: req.attachStderr };
       if (f.string('detach-keys')) query.detachKeys = f.string('detach-keys');
       const { socket } = await ctx.client.hijack('POST', `/containers/${id}/attach`, { query });
+      attached = socket;
       streamDone = streamHijacked(ctx, socket, { tty: req.tty, stdin: req.attachStdin });
     }
     const { status } = await waitExitOrRemoved(ctx, id, req.autoRemove);
     try {
       await ctx.client.call('POST', `/containers/${id}/start`);
     } catch (err) {
+      // The daemon need not end an attach to a container that never started: hang up first.
+      attached?.destroy();
       if (streamDone) await streamDone.catch(() => {});
       if (req.autoRemove) await status;
       throw new StatusError(startErrorStatus((err as Error).message), `berth: ${(err as Error).message}\n\nRun '${ctx.commandPath} --help' for more information`);
