@@ -261,6 +261,8 @@ export class ContainerService {
     this.#health.stopAll();
     for (const m of this.#restart.values()) m.cancelPending();
     this.#mounter.close();
+    // The cgroup parent goes when no container is left under it (rmdir fails otherwise).
+    if (!this.store.all().some((r) => ['running', 'paused', 'restarting'].includes(r.state.status))) await this.cgroups.removeParent().catch(() => {});
   }
 
   async #sweep(): Promise<void> {

@@ -260,3 +260,37 @@ test('ps filters and prune', { skip }, async () => {
   assert.equal((await docker(d, ['ps', '-a', '--format', '{{.Names}}'])).stdout, 'p2\n');
   ok(await docker(d, ['rm', '-f', 'p2']), 'rm');
 });
+
+test('--runtime by name, --device, docker events, docker attach', { skip }, async () => {
+  const bad = await docker(d, ['run', '--rm', '--runtime', 'no-such-runtime', 'busybox', 'true']);
+  assert.equal(bad.code, 125);
+  assert.match(bad.stderr, /unknown or invalid runtime name: no-such-runtime/);
+  const rt = await docker(d, ['run', '--rm', '--runtime', 'runc', 'busybox', 'true']);
+  ok(rt, '--runtime runc');
+  const dev = await docker(d, ['run', '--rm', '--device', '/dev/null:/dev/extra-null', 'busybox', 'sh', '-c', 'echo x > /dev/extra-null && echo dev-ok']);
+  ok(dev, '--device');
+  assert.equal(dev.stdout, 'dev-ok\n');
+  const since = Math.floor(Date.now() / 1000) - 1;
+  ok(await docker(d, ['run', '--name', 'evt', 'busybox', 'true']), 'run');
+  const ev = await docker(d, ['events', '--since', String(since), '--until', String(Math.ceil(Date.now() / 1000) + 1), '--filter', 'container=evt', '--format', '{{.Action}}']);
+  ok(ev, 'events');
+  assert.deepEqual(ev.stdout.trim().split('\n').filter((a) => ['create', 'start', 'die'].includes(a)), ['create', 'start', 'die']);
+  ok(await docker(d, ['rm', 'evt']), 'rm');
+  ok(await docker(d, ['run', '-d', '--name', 'att', 'busybox', 'sh', '-c', 'sleep 1; echo attached-out; exit 6']), 'run -d');
+  const at = await docker(d, ['attach', 'att'], { timeoutMs: 20000 });
+  assert.equal(at.code, 6);
+  assert.equal(at.stdout, 'attached-out\n');
+  ok(await docker(d, ['rm', 'att']), 'rm');
+});
+
+test('log rotation with --log-opt max-size/max-file', { skip }, async () => {
+  ok(await docker(d, ['run', '-d', '--name', 'rot', '--log-opt', 'max-size=16k', '--log-opt', 'max-file=3', 'busybox', 'sh', '-c', 'i=0; while [ $i -lt 4000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); sleep 0.001; done; sleep 60']), 'run');
+  const id = JSON.parse((await docker(d, ['inspect', 'rot'])).stdout)[0].Id as string;
+  const dir = join(d.dataRoot, 'containers', id);
+  await waitFor(async () => (await readdir(dir)).includes('ctr.log.1'), 'a rotated file', 30000);
+  const files = (await readdir(dir)).filter((f) => f.startsWith('ctr.log'));
+  assert.ok(files.length <= 3, `at most max-file files: ${files}`);
+  const logs = await docker(d, ['logs', '--tail', '1', 'rot']);
+  assert.match(logs.stdout, /^line-\d+-x+\n$/);
+  ok(await docker(d, ['rm', '-f', 'rot']), 'rm');
+});
