@@ -29,6 +29,8 @@ export interface RegistryServerOptions {
 
 const API_VERSION = ['Docker-Distribution-API-Version', 'registry/2.0'] as const;
 const MAX_PAGE = 1000;
+/** Refused bodies up to this size are read and dropped to keep the connection. */
+const DRAIN_MAX = 1 << 20;
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 const NAME = '(.+)';
@@ -143,8 +145,32 @@ export class RegistryServer {
     try {
       await this.#route(req, res);
     } catch (err) {
+      await this.#drainSmallBody(req);
       this.#sendError(req, res, err);
     }
+  }
+
+  /**
+   * A refused request whose small body is still unread: read and drop it, so the answer can
+   * keep the connection alive. Large or endless bodies are not read (the connection closes).
+   */
+  async #drainSmallBody(req: IncomingMessage): Promise<void> {
+    const len = contentLength(req);
+    if (req.complete || req.readableEnded || req.destroyed || len === undefined || len > DRAIN_MAX) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, 5000);
+      function done() {
+        clearTimeout(t);
+        req.off('end', done);
+        req.off('error', done);
+        req.off('close', done);
+        resolve();
+      }
+      req.on('end', done);
+      req.on('error', done);
+      req.on('close', done);
+      req.resume();
+    });
   }
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {

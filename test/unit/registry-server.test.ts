@@ -167,6 +167,19 @@ for (const kind of DRIVERS) {
         assert.equal(await errorCode(gone), 'BLOB_UPLOAD_UNKNOWN');
       });
 
+      it('a refused small body keeps the connection; a refused large one closes it', async () => {
+        const start = await fetch(`${r.url}/v2/lib/keep/blobs/uploads/`, { method: 'POST' });
+        const loc = start.headers.get('location')!;
+        // Two requests on one connection: the first is refused (416), the second still answered.
+        const out = await raw(r.url, `PATCH ${loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Range: 7-11\r\n\r\nabcde` +
+          `GET ${loc} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, { waitMs: 1500 });
+        assert.match(out, /^HTTP\/1\.1 416/);
+        assert.match(out, /HTTP\/1\.1 204/);
+        const big = await raw(r.url, `PATCH ${loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\nContent-Range: 7-50000006\r\n\r\nabcde`, { waitMs: 1500 });
+        assert.match(big, /^HTTP\/1\.1 416/);
+        assert.match(big, /connection: close/i);
+      });
+
       it('streamed PATCH without Content-Range appends everything', async () => {
         const start = await fetch(`${r.url}/v2/lib/stream/blobs/uploads/`, { method: 'POST' });
         const loc = start.headers.get('location')!;
