@@ -16,8 +16,11 @@
 // are followed only inside the root. The last component is never followed: an existing entry
 // there is replaced (a symlink is removed, not written through), files are created with
 // O_EXCL|O_NOFOLLOW, and hardlinks link to the target itself. Metadata calls on files use the
-// open descriptor. This relies on nothing else modifying the tree during the apply, which holds
-// for the private temp dirs the snapshotter applies into.
+// open descriptor. Directory modes and times, xattrs and opaque markers are applied at the end
+// (after the children), and only where every parent is still a real directory, since a later
+// entry may have replaced one with a symlink. This relies on nothing else modifying the tree
+// during the apply, which holds for the private temp dirs the snapshotter applies into; a
+// running container's rootfs needs the container paused (CVE-2018-15664 class).
 //
 // The per-entry filesystem calls are synchronous on purpose: each takes microseconds, while a
 // thread-pool round trip per call made 10k small files ~5x slower on a loaded 2-core host
