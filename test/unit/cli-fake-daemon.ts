@@ -81,7 +81,10 @@ export async function startFakeDaemon(handler: Handler, upgrade?: UpgradeHandler
     }
     if (!res.headersSent) sendJson(res, 404, { message: `page not found: ${r.method} ${r.path}` });
   });
+  const upgraded = new Set<Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    upgraded.add(socket);
+    socket.on('close', () => upgraded.delete(socket));
     const r = record(req, '', true);
     requests.push(r);
     socket.write('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
@@ -95,6 +98,7 @@ export async function startFakeDaemon(handler: Handler, upgrade?: UpgradeHandler
     requests,
     calls: () => requests.filter((r) => r.path !== '/_ping').map((r) => `${r.method} ${r.path}${r.query.size ? '?' + r.query.toString() : ''}`),
     async close() {
+      for (const s of upgraded) s.destroy();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });
