@@ -90,6 +90,10 @@ interface SandboxRecord {
 interface ContainerNetConfig {
   mode: string;
   endpoints: Record<string, { aliases: string[]; ipv4?: string }>;
+  /** connect/disconnect before the container's first start (compose creates, then connects
+   *  with aliases): changes RELATIVE to its create body, merged in at the first setUp. */
+  relative?: boolean;
+  removed?: string[];
 }
 
 export interface BridgeNetworkServiceOptions {
@@ -563,8 +567,8 @@ export class BridgeNetworkService implements NetworkService {
   /** The container's configured networks: the remembered config, else its create body. */
   #configFor(req: SandboxRequest): ContainerNetConfig {
     const saved = this.#configs.get(req.containerId);
-    if (saved) return saved;
-    const mode = req.networkMode || 'default';
+    if (saved && !saved.relative) return saved;
+    let mode = req.networkMode || 'default';
     const endpoints: ContainerNetConfig['endpoints'] = {};
     const primary = mode === 'default' ? 'bridge' : mode;
     for (const [net, es] of Object.entries(req.endpointsConfig ?? {})) {
@@ -576,14 +580,26 @@ export class BridgeNetworkService implements NetworkService {
       const key = Object.keys(endpoints).find((k) => k === n.id || k === n.name || n.id.startsWith(k));
       if (!key) endpoints[primary] = { aliases: [] };
     }
+    if (saved?.relative) {
+      const same = (a: string, b: string) => a === b || (this.#tryFind(a)?.id ?? a) === (this.#tryFind(b)?.id ?? b);
+      for (const r of saved.removed ?? []) for (const k of Object.keys(endpoints)) if (same(k, r)) delete endpoints[k];
+      for (const [k, es] of Object.entries(saved.endpoints)) {
+        const existing = Object.keys(endpoints).find((e) => same(e, k));
+        if (existing) delete endpoints[existing];
+        endpoints[k] = es;
+      }
+      if (!isSpecialMode(primary) && !Object.keys(endpoints).some((k) => same(k, primary))) mode = Object.keys(endpoints)[0] ?? 'none';
+    }
     return { mode, endpoints };
   }
 
   setUp(req: SandboxRequest): Promise<Sandbox> {
     return this.#locked(req.containerId, async () => {
       if (this.#sandboxes.has(req.containerId)) await this.#tearDown(req.containerId);
+      const wasRelative = this.#configs.get(req.containerId)?.relative === true;
       const cfg = this.#configFor(req);
-      this.#remember(req.containerId, cfg);
+      this.#configs.set(req.containerId, cfg);
+      if (wasRelative) await writeJsonAtomic(this.#paths.containerConfig(req.containerId), cfg);
       const mode = cfg.mode === 'default' ? 'bridge' : cfg.mode;
       const files = { hostsPath: join(req.filesDir, 'hosts'), resolvConfPath: join(req.filesDir, 'resolv.conf'), hostnamePath: join(req.filesDir, 'hostname') };
       const sb: SandboxRecord = {
@@ -675,10 +691,6 @@ export class BridgeNetworkService implements NetworkService {
     const tmp = `${p}.${randomBytes(4).toString('hex')}.tmp`;
     await writeFile(tmp, JSON.stringify(sb), { mode: 0o600 });
     await rename(tmp, p);
-  }
-
-  #remember(containerId: string, cfg: ContainerNetConfig): void {
-    if (!this.#configs.has(containerId)) this.#configs.set(containerId, cfg);
   }
 
   /** Turn PortBindings / -P into concrete bindings on the primary endpoint (ports 0 = any). */
@@ -852,7 +864,8 @@ export class BridgeNetworkService implements NetworkService {
     const c = await this.#resolveContainer(containerRef);
     const net = this.#find(network);
     return this.#locked(c.id, async () => {
-      const cfg = this.#configs.get(c.id) ?? { mode: 'default', endpoints: { bridge: { aliases: [] } } };
+      // Never started: the create body is not known here; record the change relative to it.
+      const cfg: ContainerNetConfig = this.#configs.get(c.id) ?? { mode: '', endpoints: {}, relative: true, removed: [] };
       const mode = cfg.mode === 'default' ? 'bridge' : cfg.mode;
       if (mode === 'host' || mode === 'none' || mode.startsWith('container:')) throw invalidArgument(`container sharing network namespace with another container or host cannot be connected to any other network`);
       if (net.driver !== 'bridge') throw invalidArgument(`container cannot be disconnected from host network or connected to host network`);
@@ -881,6 +894,7 @@ export class BridgeNetworkService implements NetworkService {
         info = this.#endpointInfo(sb, ep);
       }
       cfg.endpoints[net.name] = es;
+      if (cfg.relative) cfg.removed = (cfg.removed ?? []).filter((r) => this.#tryFind(r)?.id !== net.id);
       this.#configs.set(c.id, cfg);
       await writeJsonAtomic(this.#paths.containerConfig(c.id), cfg);
       return info;
@@ -905,10 +919,19 @@ export class BridgeNetworkService implements NetworkService {
       throw err;
     }
     await this.#locked(c.id, async () => {
-      const cfg = this.#configs.get(c.id);
+      let cfg = this.#configs.get(c.id);
       const key = cfg ? Object.keys(cfg.endpoints).find((k) => this.#tryFind(k)?.id === net.id) : undefined;
       const sb = this.#sandboxes.get(c.id);
       const ep = sb?.endpoints.find((e) => e.networkId === net.id);
+      if (!cfg || cfg.relative) {
+        // Never started: remember the removal relative to the create body.
+        cfg ??= { mode: '', endpoints: {}, relative: true, removed: [] };
+        if (key) delete cfg.endpoints[key];
+        else cfg.removed = [...new Set([...(cfg.removed ?? []), net.name])];
+        this.#configs.set(c.id, cfg);
+        await writeJsonAtomic(this.#paths.containerConfig(c.id), cfg);
+        return;
+      }
       if (!key && !ep) throw notFound(`container ${c.id} is not connected to network ${net.name}`);
       if (sb && ep) {
         await this.#links.removeIfaces(sb.netnsPath!, [ep.ifname]);
