@@ -1,7 +1,7 @@
 // The client side of a build context: walk a directory, drop what .dockerignore excludes
 // (the Dockerfile and .dockerignore are always sent, as the docker CLI does), and stream it as
 // a tar. Used by `berth build`, the tests and the benchmark.
-import { createReadStream } from 'node:fs';
+import { createReadStream, type Stats } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join, posix, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -45,22 +45,53 @@ export async function contextFiles(dir: string, opts: PackOptions = {}): Promise
   return out;
 }
 
+/** Files up to this size are read whole (one read, no stream per file). */
+const SMALL = 1 << 20;
+/** How many paths are stat'ed and read ahead of the tar writer. */
+const AHEAD = 64;
+
+interface Prepared {
+  path: string;
+  st: Stats;
+  link?: string;
+  data?: Buffer;
+}
+
 /** Stream the context of `dir` as an uncompressed tar. */
 export function packContext(dir: string, opts: PackOptions = {}): Readable {
   const root = resolve(dir);
   const pack = tarPack();
+  const prepare = async (p: string): Promise<Prepared> => {
+    const full = join(root, p);
+    const st = await lstat(full);
+    if (st.isSymbolicLink()) return { path: p, st, link: await readlink(full) };
+    if (st.isFile() && st.size <= SMALL) return { path: p, st, data: await readFile(full) };
+    return { path: p, st };
+  };
   void (async () => {
     try {
-      for (const p of await contextFiles(root, opts)) {
-        const full = join(root, p);
-        const st = await lstat(full);
+      const files = await contextFiles(root, opts);
+      const queue: Array<Promise<Prepared>> = [];
+      let next = 0;
+      const fill = () => {
+        while (queue.length < AHEAD && next < files.length) {
+          const q = prepare(files[next++]!);
+          q.catch(() => {});
+          queue.push(q);
+        }
+      };
+      fill();
+      while (queue.length) {
+        const { path: p, st, link, data } = await queue.shift()!;
+        fill();
         const base = { name: p, mode: st.mode & 0o7777, mtime: st.mtime, uid: 0, gid: 0 };
         if (st.isDirectory()) await entry(pack, { ...base, type: 'directory' });
-        else if (st.isSymbolicLink()) await entry(pack, { ...base, type: 'symlink', linkname: await readlink(full) });
+        else if (link !== undefined) await entry(pack, { ...base, type: 'symlink', linkname: link });
+        else if (data !== undefined) await entry(pack, { ...base, type: 'file', size: data.length }, data);
         else if (st.isFile()) {
           await new Promise<void>((res, rej) => {
             const ws = pack.entry({ ...base, type: 'file', size: st.size }, (err) => (err ? rej(err) : res()));
-            createReadStream(full).on('error', rej).pipe(ws as unknown as NodeJS.WritableStream);
+            createReadStream(join(root, p)).on('error', rej).pipe(ws as unknown as NodeJS.WritableStream);
           });
         }
       }
@@ -72,8 +103,11 @@ export function packContext(dir: string, opts: PackOptions = {}): Readable {
   return pack as unknown as Readable;
 }
 
-function entry(pack: ReturnType<typeof tarPack>, header: Parameters<ReturnType<typeof tarPack>['entry']>[0]): Promise<void> {
-  return new Promise((res, rej) => pack.entry(header, (err) => (err ? rej(err) : res())));
+function entry(pack: ReturnType<typeof tarPack>, header: Parameters<ReturnType<typeof tarPack>['entry']>[0], body?: Buffer): Promise<void> {
+  return new Promise((res, rej) => {
+    if (body) pack.entry(header, body, (err) => (err ? rej(err) : res()));
+    else pack.entry(header, (err) => (err ? rej(err) : res()));
+  });
 }
 
 

@@ -43,6 +43,22 @@ export interface ContextLimits {
   signal?: AbortSignal;
 }
 
+/** Files up to this size are buffered and written in parallel during extraction. */
+const SMALL_FILE = 256 * 1024;
+const PARALLEL_WRITES = 32;
+
+/** Create a file that must not exist yet (O_EXCL|O_NOFOLLOW), with mode and mtime. */
+async function writeNew(path: string, data: Buffer, mode: number, mtime: Date): Promise<void> {
+  const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o777);
+  try {
+    if (data.length) await fh.write(data);
+    await fh.chmod(mode);
+    await fh.utimes(mtime, mtime);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** A read-only tree COPY can take sources from (the context, or another stage's rootfs). */
 export interface SourceTree {
   /** Real directory holding the tree. */
@@ -114,6 +130,8 @@ export class BuildContext implements SourceTree {
     let bytes = 0;
     let count = 0;
     const ex = tarExtract();
+    const inflight = new Set<Promise<void>>();
+    let writeError: unknown;
     let feedError: unknown;
     const feeding = pipeline(stream, autoDecompress(), ex as unknown as NodeJS.WritableStream, { signal: limits.signal } as object).catch((err: unknown) => {
       feedError = err;
@@ -125,15 +143,43 @@ export class BuildContext implements SourceTree {
         const name = cleanEntryName(h.name);
         if (name === undefined) throw invalidArgument(`invalid build context entry ${JSON.stringify(h.name)}: path escapes the context`);
         if (name.includes('\0')) throw invalidArgument(`invalid build context entry ${JSON.stringify(h.name)}`);
-        bytes += h.type === 'file' || h.type === 'contiguous-file' ? (h.size ?? 0) : 0;
+        const isFile = h.type === 'file' || h.type === 'contiguous-file';
+        bytes += isFile ? (h.size ?? 0) : 0;
         if (bytes > maxBytes) throw invalidArgument(`build context exceeds ${maxBytes} bytes`);
+        if (writeError !== undefined) throw writeError;
+        // Small new files are written in parallel (file writes are latency-bound); anything
+        // else waits for them, so ordering between entries that touch the same path holds.
+        if (isFile && (h.size ?? 0) <= SMALL_FILE && name !== '' && !this.#entries.has(name)) {
+          await this.#ensureParents(name);
+          if (this.#realDirs(posix.dirname(name))) {
+            const chunks: Buffer[] = [];
+            for await (const c of entry as AsyncIterable<Buffer>) chunks.push(c);
+            const data = Buffer.concat(chunks);
+            const mode = (h.mode ?? 0o644) & 0o7777;
+            const mtime = h.mtime ?? new Date(0);
+            this.#put({ path: name, type: 'file', mode, size: data.length, mtime, digest: sha(data) });
+            if (inflight.size >= PARALLEL_WRITES) await Promise.race(inflight);
+            const task: Promise<void> = writeNew(posix.join(this.root, name), data, mode, mtime)
+              .catch((err: unknown) => {
+                writeError ??= err;
+              })
+              .finally(() => inflight.delete(task));
+            inflight.add(task);
+            continue;
+          }
+        }
+        await Promise.all(inflight);
+        if (writeError !== undefined) throw writeError;
         await this.#entry(name, h, entry);
         entry.resume();
       }
+      await Promise.all(inflight);
+      if (writeError !== undefined) throw writeError;
     } catch (err) {
       ex.destroy();
       stream.destroy();
       await feeding;
+      await Promise.all(inflight);
       throw err;
     }
     await feeding;
@@ -145,23 +191,29 @@ export class BuildContext implements SourceTree {
     const mtime = h.mtime ?? new Date(0);
     if (name === '') return;
     await this.#ensureParents(name);
-    const dir = await secureJoin(this.root, posix.dirname(name));
-    const target = posix.join(dir, posix.basename(name));
+    // Fast path: every ancestor is a directory this extraction made (no symlink can be on the
+    // way), so the lexical path is the resolved one. Otherwise resolve inside the root.
+    const parentRel = posix.dirname(name);
+    const target = this.#realDirs(parentRel)
+      ? posix.join(this.root, name)
+      : posix.join(await secureJoin(this.root, parentRel), posix.basename(name));
     const rel = posix.relative(this.root, target);
+    // Only paths this extraction created can exist (the directory started empty).
+    const exists = this.#entries.has(rel);
     switch (h.type) {
       case 'directory': {
-        const st = await lstat(target).catch(() => undefined);
+        const st = exists ? await lstat(target).catch(() => undefined) : undefined;
         if (st && !st.isDirectory()) await rm(target, { recursive: true, force: true });
-        if (!st || !st.isDirectory()) await mkdir(target, { mode: 0o755 });
+        if (!st || !st.isDirectory()) await mkdir(target, { mode: (mode | 0o700) & 0o777 });
         await chmod(target, mode | 0o700);
         this.#put({ path: rel, type: 'directory', mode, size: 0, mtime });
         return;
       }
       case 'file':
       case 'contiguous-file': {
-        await rm(target, { recursive: true, force: true });
+        if (exists) await rm(target, { recursive: true, force: true });
         const hash = createHash('sha256');
-        const fh = await open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        const fh = await open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o777);
         try {
           // Small files in one write; large ones in batches of chunks (fewer syscalls).
           let batch: Buffer[] = [];
@@ -177,17 +229,17 @@ export class BuildContext implements SourceTree {
             }
           }
           if (batch.length) await fh.writev(batch);
+          // The umask may have taken bits; setuid/setgid/sticky need an explicit chmod.
+          await fh.chmod(mode);
+          await fh.utimes(mtime, mtime);
         } finally {
           await fh.close();
         }
-        // The file was created here with O_EXCL|O_NOFOLLOW in a private dir: the path is ours.
-        await chmod(target, mode);
-        await utimes(target, mtime, mtime);
         this.#put({ path: rel, type: 'file', mode, size: h.size ?? 0, mtime, digest: 'sha256:' + hash.digest('hex') });
         return;
       }
       case 'symlink': {
-        await rm(target, { recursive: true, force: true });
+        if (exists) await rm(target, { recursive: true, force: true });
         const linkname = h.linkname ?? '';
         await symlink(linkname, target);
         await lutimes(target, mtime, mtime).catch(() => {});
@@ -209,6 +261,15 @@ export class BuildContext implements SourceTree {
         // Devices, FIFOs and PAX/GNU metadata entries have no place in a context.
         return;
     }
+  }
+
+  /** Are `rel` and all its ancestors directories created by this extraction? */
+  #realDirs(rel: string): boolean {
+    if (rel === '.' || rel === '') return true;
+    for (let p = rel; p !== '.' && p !== ''; p = posix.dirname(p)) {
+      if (this.#entries.get(p)?.type !== 'directory') return false;
+    }
+    return true;
   }
 
   /** Tars may omit directory entries; create missing parents (inside the root) as 0755. */

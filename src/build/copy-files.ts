@@ -10,7 +10,7 @@ import { posix } from 'node:path';
 import { spawn } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
 import { createReadStream } from 'node:fs';
-import { invalidArgument, notFound } from '../core/errors.ts';
+import { internal, invalidArgument, notFound } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import { secureJoin } from '../layer/secure-join.ts';
 import { applyLayer } from '../layer/tar-apply.ts';
@@ -48,7 +48,14 @@ export async function copyInto(root: string, items: readonly CopyItem[], dest: s
     const e = await item.tree.entry(item.path);
     if (!e) throw notFound(`"${item.path}": not found`);
     if (e.type === 'directory') {
+      const fresh = !(await lstat(await secureJoin(root, dest)).catch(() => undefined));
       await mkdirAll(root, dest, opts);
+      if (fresh) {
+        // A destination this step creates holds nothing planted by the image (no symlink to
+        // write through): one cp does the whole tree natively.
+        await copyTreeFresh(posix.join(item.tree.root, item.path), await secureJoin(root, dest), opts);
+        continue;
+      }
       for (const child of await item.tree.list(item.path)) {
         const rel = item.path === '' ? child.path : child.path.slice(item.path.length + 1);
         await copyEntry(root, item.tree, child, posix.join(dest, rel), opts);
@@ -69,6 +76,27 @@ export async function copyInto(root: string, items: readonly CopyItem[], dest: s
     await mkdirAll(root, posix.dirname(target), opts);
     await copyEntry(root, item.tree, e, target, opts);
   }
+}
+
+function exec(file: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', (e) => reject(internal(`${file}: ${e.message}`)));
+    child.on('close', (code) => (code === 0 ? resolve() : reject(internal(`${file} ${args.join(' ')}: exit ${code}: ${err.trim()}`))));
+  });
+}
+
+/**
+ * Copy the contents of directory `src` into `dest`, a directory this step just created.
+ * Symlinks are copied as symlinks (-P), modes and mtimes kept; then owner and --chmod applied
+ * (chmod -R leaves symlinks met during the walk alone).
+ */
+async function copyTreeFresh(src: string, dest: string, opts: CopyOptions): Promise<void> {
+  await exec('cp', ['-R', '-P', '--preserve=mode,timestamps', '--', `${src}/.`, dest]);
+  if (isRoot) await exec('chown', ['-R', '-h', `${opts.uid}:${opts.gid}`, '--', dest]);
+  if (opts.chmod !== undefined) await exec('chmod', ['-R', opts.chmod.toString(8), '--', dest]);
 }
 
 /** mkdir -p inside root; directories created here get the copy's owner. */
