@@ -2,6 +2,7 @@
 // `services.containerLookup` (for the network routes), the image service's in-use hook, the
 // container/exec/events routes, and live restore of containers that outlived the last daemon.
 import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { DaemonModule, Daemon } from '../daemon/server.ts';
 import type { Router } from '../daemon/http.ts';
 import type { Services } from '../daemon/services.ts';
@@ -41,8 +42,9 @@ export function createModule(): DaemonModule {
         networks: () => s.networks,
         volumes: () => s.volumes,
         events,
-        // Test daemons run side by side: each gets its own cgroup parent.
-        cgroupParent: process.env.BERTH_CGROUP_PARENT ?? (test ? `berth-test-${process.pid}` : 'berth'),
+        // Test daemons run side by side: each gets its own cgroup parent, named after its data
+        // root so that a restarted daemon finds its containers' cgroups again.
+        cgroupParent: process.env.BERTH_CGROUP_PARENT ?? (test ? `berth-test-${createHash('sha256').update(s.config.dataRoot).digest('hex').slice(0, 12)}` : 'berth'),
       });
       await svc.init();
       const c = svc;

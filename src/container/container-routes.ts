@@ -308,7 +308,7 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
     const oneShot = queryBool(query, 'one-shot');
     const sample = async () => {
       const live = rec.state.status === 'running' || rec.state.status === 'paused';
-      const s = live ? await svc.cgroups.stats(rec.id) : undefined;
+      const s = live ? await svc.cgroups.stats(rec.id, rec.cgroupParent) : undefined;
       return s;
     };
     const blank = { read: '0001-01-01T00:00:00Z', cpu_stats: { cpu_usage: { total_usage: 0, usage_in_kernelmode: 0, usage_in_usermode: 0 }, system_cpu_usage: 0, online_cpus: 0, throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 } }, memory_stats: {}, pids_stats: {}, blkio_stats: { io_service_bytes_recursive: null } };

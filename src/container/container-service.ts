@@ -302,7 +302,7 @@ export class ContainerService {
     const s = rec.state.status;
     if (s === 'creating') {
       this.#d.log.info({ container: rec.id }, 'removing a container whose create was interrupted');
-      await this.#teardownFiles(rec.id, rec.runtime);
+      await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
       await this.#d.snapshotter()?.remove(rec.id).catch(() => {});
       await this.store.delete(rec);
       return;
@@ -586,6 +586,7 @@ export class ContainerService {
       }
       const devices: Array<OciDevice & { access: string }> = [];
       for (const d of hc.Devices ?? []) devices.push(await resolveDevice(d.PathOnHost, d.PathInContainer, d.CgroupPermissions));
+      rec.cgroupParent = this.cgroups.parent;
       const spec = buildSpec({
         id, rootfs: rootPath, image: ic, create: createBody, user, files,
         cgroupsPath: this.cgroups.pathFor(id), cgroupVersion: this.cgroups.version,
@@ -631,7 +632,7 @@ export class ContainerService {
       this.#health.start(rec);
     } catch (err) {
       await rt.delete(id, true).catch(() => {});
-      await this.cgroups.remove(id).catch(() => {});
+      await this.cgroups.remove(id, rec.cgroupParent).catch(() => {});
       if (sandbox && net) await net.tearDown(id).catch(() => {});
       await this.#unmountRootfs(id).catch(() => {});
       const msg = errorMessage(err);
@@ -676,7 +677,7 @@ export class ContainerService {
     }
     this.#health.stop(id);
     const tr = tracer(`exit ${id.slice(0, 12)}`, this.#d.log);
-    const oom = await this.cgroups.oomKilled(id).catch(() => false);
+    const oom = await this.cgroups.oomKilled(id, rec.cgroupParent).catch(() => false);
     tr('oom');
     const rt = this.runtime(rec.runtime);
     // Fast path: init is gone (so is every process of its PID namespace), so removing the cgroup
@@ -685,7 +686,7 @@ export class ContainerService {
     let fast = false;
     if (!(await sameProcess(rec.state.pid, rec.state.pidStart))) {
       try {
-        await this.cgroups.remove(id);
+        await this.cgroups.remove(id, rec.cgroupParent);
         fast = await rt.forgetStopped(id);
       } catch {
         fast = false;
@@ -693,7 +694,7 @@ export class ContainerService {
     }
     if (!fast) await rt.delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
     tr('runc delete');
-    await this.cgroups.remove(id).catch(() => {});
+    await this.cgroups.remove(id, rec.cgroupParent).catch(() => {});
     tr('cgroups');
     const net = rec.hostConfig.NetworkMode === 'none' || rec.hostConfig.NetworkMode === 'host' ? undefined : this.#d.networks();
     if (net) void net.tearDown(id).catch(() => {});
@@ -899,7 +900,7 @@ export class ContainerService {
       rec.state.status = 'removing';
       await this.#save(rec);
     }
-    await this.#teardownFiles(rec.id, rec.runtime);
+    await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
     await this.#d.networks()?.forget(rec.id).catch(() => {});
     await this.#d.volumes()?.release(rec.id, { removeAnonymous: volumes || rec.hostConfig.AutoRemove === true }).catch(() => {});
     await this.#d.snapshotter()?.remove(rec.id).catch((err: unknown) => {
@@ -914,7 +915,7 @@ export class ContainerService {
   }
 
   /** Runtime state, cgroups, mounts and runtime files of a container (not its record or snapshot). */
-  async #teardownFiles(id: string, runtimeName: string): Promise<void> {
+  async #teardownFiles(id: string, runtimeName: string, cgroupParent?: string): Promise<void> {
     try {
       const rt = this.runtime(runtimeName);
       // After a recorded exit the runtime state is already gone: skip spawning the runtime.
@@ -922,7 +923,7 @@ export class ContainerService {
     } catch {
       /* gone or unknown runtime */
     }
-    await this.cgroups.remove(id).catch(() => {});
+    await this.cgroups.remove(id, cgroupParent).catch(() => {});
     await this.#unmountRootfs(id);
     await rm(this.paths.bundle(id), { recursive: true, force: true });
     await unlink(join(this.paths.exitDir, id)).catch(() => {});

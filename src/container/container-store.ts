@@ -44,6 +44,8 @@ export interface ContainerRecord {
   path: string;
   args: string[];
   runtime: string;
+  /** The cgroup parent the container was last started under (the daemon's may change). */
+  cgroupParent?: string;
   state: ContainerState;
   restartCount: number;
   /** Stopped by the user (stop/kill via API): unless-stopped and the restart policy respect it. */

@@ -79,12 +79,15 @@ export class Cgroups {
     return `/${this.parent}/${id}`;
   }
 
-  /** Directory of a controller's cgroup (v1), or the unified cgroup (v2). */
-  dir(id: string, controller = ''): string {
-    return this.version === '2' ? join(this.root, this.parent, id) : join(this.root, controller, this.parent, id);
+  /**
+   * Directory of a controller's cgroup (v1), or the unified cgroup (v2). `parent` overrides the
+   * configured one (a container keeps the parent it was started under across daemon restarts).
+   */
+  dir(id: string, controller = '', parent = this.parent): string {
+    return this.version === '2' ? join(this.root, parent, id) : join(this.root, controller, parent, id);
   }
 
-  async stats(id: string): Promise<CgroupStats> {
+  async stats(id: string, parent = this.parent): Promise<CgroupStats> {
     const v2 = this.version === '2';
     const online = cpus().length;
     const out: CgroupStats = {
@@ -95,7 +98,7 @@ export class Cgroups {
       memory_stats: {},
     };
     if (v2) {
-      const d = this.dir(id);
+      const d = this.dir(id, '', parent);
       const cpu = await readKV(join(d, 'cpu.stat'));
       out.cpu_stats.cpu_usage = { total_usage: (cpu.usage_usec ?? 0) * 1000, usage_in_kernelmode: (cpu.system_usec ?? 0) * 1000, usage_in_usermode: (cpu.user_usec ?? 0) * 1000 };
       out.cpu_stats.throttling_data = { periods: cpu.nr_periods ?? 0, throttled_periods: cpu.nr_throttled ?? 0, throttled_time: (cpu.throttled_usec ?? 0) * 1000 };
@@ -113,7 +116,7 @@ export class Cgroups {
       out.blkio_stats.io_service_bytes_recursive = rows;
       return out;
     }
-    const acct = this.dir(id, 'cpuacct');
+    const acct = this.dir(id, 'cpuacct', parent);
     const cpuStat = await readKV(join(acct, 'cpuacct.stat'));
     const percpu = (await readFile(join(acct, 'cpuacct.usage_percpu'), 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
     const tick = 1e9 / 100;
@@ -123,9 +126,9 @@ export class Cgroups {
       usage_in_usermode: (cpuStat.user ?? 0) * tick,
       ...(percpu.length ? { percpu_usage: percpu } : {}),
     };
-    const thr = await readKV(join(this.dir(id, 'cpu'), 'cpu.stat'));
+    const thr = await readKV(join(this.dir(id, 'cpu', parent), 'cpu.stat'));
     out.cpu_stats.throttling_data = { periods: thr.nr_periods ?? 0, throttled_periods: thr.nr_throttled ?? 0, throttled_time: thr.throttled_time ?? 0 };
-    const mem = this.dir(id, 'memory');
+    const mem = this.dir(id, 'memory', parent);
     const limit = await readNum(join(mem, 'memory.limit_in_bytes'));
     const host = await totalMem();
     out.memory_stats = {
@@ -135,9 +138,9 @@ export class Cgroups {
       limit: limit === undefined || limit > host ? host : limit,
       stats: await readKV(join(mem, 'memory.stat')),
     };
-    const pids = this.dir(id, 'pids');
+    const pids = this.dir(id, 'pids', parent);
     out.pids_stats = { current: await readNum(join(pids, 'pids.current')), limit: await readNum(join(pids, 'pids.max')) };
-    const blk = await readFile(join(this.dir(id, 'blkio'), 'blkio.throttle.io_service_bytes_recursive'), 'utf8').catch(() => '');
+    const blk = await readFile(join(this.dir(id, 'blkio', parent), 'blkio.throttle.io_service_bytes_recursive'), 'utf8').catch(() => '');
     const rows: Array<{ major: number; minor: number; op: string; value: number }> = [];
     for (const line of blk.split('\n')) {
       const m = /^(\d+):(\d+)\s+(\w+)\s+(\d+)$/.exec(line.trim());
@@ -148,29 +151,29 @@ export class Cgroups {
   }
 
   /** Whether the kernel OOM-killed a process in the container's cgroup (read before removal). */
-  async oomKilled(id: string): Promise<boolean> {
+  async oomKilled(id: string, parent = this.parent): Promise<boolean> {
     if (this.version === '2') {
-      const ev = await readKV(join(this.dir(id), 'memory.events'));
+      const ev = await readKV(join(this.dir(id, '', parent), 'memory.events'));
       return (ev.oom_kill ?? 0) > 0;
     }
-    const ctl = await readKV(join(this.dir(id, 'memory'), 'memory.oom_control'));
+    const ctl = await readKV(join(this.dir(id, 'memory', parent), 'memory.oom_control'));
     return (ctl.oom_kill ?? 0) > 0;
   }
 
   /** The cgroup's directories across hierarchies (v1: every mounted controller, incl. named ones). */
-  async dirs(id: string): Promise<string[]> {
-    if (this.version === '2') return [this.dir(id)];
+  async dirs(id: string, parent = this.parent): Promise<string[]> {
+    if (this.version === '2') return [this.dir(id, '', parent)];
     const out: string[] = [];
     for (const c of await readdir(this.root).catch(() => [] as string[])) {
-      const d = join(this.root, c, this.parent, id);
+      const d = join(this.root, c, parent, id);
       if (existsSync(d)) out.push(d);
     }
     return out;
   }
 
   /** Remove what runc left of a container's cgroup. Never throws on absent directories. */
-  async remove(id: string): Promise<void> {
-    for (const d of await this.dirs(id)) await rmdirTree(d);
+  async remove(id: string, parent = this.parent): Promise<void> {
+    for (const d of await this.dirs(id, parent)) await rmdirTree(d);
   }
 
   /** Remove the (empty) parent in every hierarchy: test teardown. */

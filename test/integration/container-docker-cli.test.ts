@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { startDaemon, importBusybox, docker, api, isRoot, waitFor, run, mountsUnder, type TestDaemon } from '../helpers/fixtures.ts';
 
 const skip = !isRoot && 'needs root';
@@ -23,8 +24,9 @@ after(async () => {
 
 const ok = (r: { code: number; stderr: string }, what = '') => assert.equal(r.code, 0, `${what}: ${r.stderr}`);
 
+/** The test daemon's cgroup parent (named after its data root by the container module). */
 async function cgroupParentOf(): Promise<string> {
-  return `berth-test-${d.pid}`;
+  return `berth-test-${createHash('sha256').update(d.dataRoot).digest('hex').slice(0, 12)}`;
 }
 
 test('run: exit code, stdout and stderr apart, --rm leaves nothing behind', { skip }, async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import { startDaemon, importBusybox, docker, api, isRoot, waitFor, run, mountsUnder } from '../helpers/fixtures.ts';
 
 const skip = !isRoot && 'needs root';
@@ -56,6 +56,9 @@ test('kill -9 of berthd: containers keep running, exits while down are recorded,
     ok(await docker(d, ['rm', '-f', 'keeps', 'dies', 'always']));
     assert.deepEqual(await mountsUnder(d.execRoot), []);
     assert.deepEqual(await readdir(join(d.execRoot, 'runtimes', 'runc')).catch(() => []), []);
+    const parent = `berth-test-${createHash('sha256').update(d.dataRoot).digest('hex').slice(0, 12)}`;
+    const left = existsSync(`/sys/fs/cgroup/memory/${parent}`) ? (await readdir(`/sys/fs/cgroup/memory/${parent}`, { withFileTypes: true })).filter((e) => e.isDirectory()) : [];
+    assert.deepEqual(left, [], 'no container cgroups left after restore and removal');
     const ev = await api(d.socket, 'GET', `/events?since=0&until=${Math.ceil(Date.now() / 1000)}`);
     assert.equal(ev.status, 200);
   } finally {
