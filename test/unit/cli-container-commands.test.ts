@@ -362,7 +362,7 @@ test('events, port, top, stats --no-stream, container prune', async () => {
     assert.equal((await runBerth(['port', 'web', '80'], { host: d.host })).stdout, '0.0.0.0:8080\n');
     const noPort = await runBerth(['port', 'web', '53/udp'], { host: d.host });
     assert.equal(noPort.code, 1);
-    assert.equal((await runBerth(['top', 'web'], { host: d.host })).stdout, 'UID       PID       CMD\nroot      1         nginx\n');
+    assert.equal((await runBerth(['top', 'web'], { host: d.host })).stdout, 'UID                 PID                 CMD\nroot                1                   nginx\n');
     const st = await runBerth(['stats', '--no-stream', 'web'], { host: d.host });
     assert.equal(
       st.stdout,

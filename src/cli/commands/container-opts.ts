@@ -179,15 +179,14 @@ function sortedKeys<T>(o: Record<string, T>): Record<string, T> {
   return out;
 }
 
-/** opts.ParseRestartPolicy */
+/** opts.ParseRestartPolicy: only the syntax is checked here; the daemon judges the name. */
 export function parseRestartPolicy(s: string): { Name: string; MaximumRetryCount: number } {
   if (s === '') return { Name: '', MaximumRetryCount: 0 };
-  const [name = '', count] = s.split(':', 2) as [string, string | undefined];
-  if (!['no', 'always', 'unless-stopped', 'on-failure'].includes(name)) throw bad(`invalid restart policy: unknown policy '${name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'`);
-  if (count !== undefined) {
-    if (name !== 'on-failure') throw bad(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
-    if (!/^\d+$/.test(count)) throw bad(`invalid restart policy: maximum retry count must be an integer`);
-  }
+  const i = s.indexOf(':');
+  const name = i === -1 ? s : s.slice(0, i);
+  const count = i === -1 ? '' : s.slice(i + 1);
+  if (i !== -1 && name === '') throw bad('invalid restart policy format: no policy provided before colon');
+  if (count !== '' && !/^[+-]?\d+$/.test(count)) throw bad('invalid restart policy format: maximum retry count must be an integer');
   return { Name: name, MaximumRetryCount: count ? Number(count) : 0 };
 }
 

@@ -85,7 +85,12 @@ async function waitExitOrRemoved(ctx: Ctx, id: string, removed: boolean): Promis
   const res = await ctx.client.request('POST', `/containers/${id}/wait`, { query: { condition: removed ? 'removed' : 'next-exit' } });
   const status = (async () => {
     try {
-      const body = JSON.parse((await readAll(res)).toString('utf8')) as WaitResult;
+      const body = JSON.parse((await readAll(res)).toString('utf8')) as WaitResult & { message?: string; error?: string };
+      const streamErr = body.error ?? body.message;
+      if (typeof streamErr === 'string' || typeof body.StatusCode !== 'number') {
+        ctx.err(`Error waiting for container: ${streamErr ?? 'no exit status in response'}\n`);
+        return 125;
+      }
       if (body.Error?.Message) {
         ctx.err(`Error waiting for container: ${body.Error.Message}\n`);
         return 125;
@@ -196,12 +201,8 @@ const create: Command = {
     } catch (err) {
       throw usageFailure(ctx, err);
     }
-    let id: string;
-    try {
-      id = await createContainer(ctx, req, f);
-    } catch (err) {
-      throw usageFailure(ctx, err);
-    }
+    // Unlike run, create reports daemon errors plainly with status 1 (as docker does).
+    const id = await createContainer(ctx, req, f);
     ctx.out(`${id}\n`);
   },
 };

@@ -108,8 +108,10 @@ const wait: Command = {
     const errs: string[] = [];
     for (const n of args) {
       try {
-        const r = await ctx.client.json<{ StatusCode: number; Error?: { Message?: string } | null }>('POST', `/containers/${n}/wait`);
-        if (r.Error?.Message) throw new Error(r.Error.Message);
+        const r = await ctx.client.json<{ StatusCode?: number; Error?: { Message?: string } | null; error?: string }>('POST', `/containers/${n}/wait`);
+        if (typeof r?.error === 'string') throw new Error(`Error response from daemon: ${r.error}`);
+        if (r?.Error?.Message) throw new Error(r.Error.Message);
+        if (typeof r?.StatusCode !== 'number') throw new Error('Error response from daemon: no exit status in wait response');
         ctx.out(`${r.StatusCode}\n`);
       } catch (err) {
         errs.push((err as Error).message);
@@ -432,7 +434,7 @@ const top: Command = {
     const r = await ctx.client.json<{ Titles: string[]; Processes: string[][] }>('GET', `/containers/${name}/top`, {
       query: { ps_args: psArgs.length ? psArgs.join(' ') : undefined },
     });
-    ctx.out(renderTable(r.Titles, r.Processes ?? []));
+    ctx.out(renderTable(r.Titles, r.Processes ?? [], { minWidth: 20 }));
   },
 };
 
@@ -449,7 +451,7 @@ const port: Command = {
       const [p, proto = 'tcp'] = want.split('/');
       const key = `${p}/${proto}`;
       const list = ports[key];
-      if (!list?.length) throw new Error(`Error: No public port '${key}' published for ${name}`);
+      if (!list?.length) throw new Error(`Error: No public port '${want}' published for ${name}`);
       for (const b of list) ctx.out(fmt(b) + '\n');
       return;
     }

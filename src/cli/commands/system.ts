@@ -150,7 +150,7 @@ const info: Command = {
     for (const [k, val] of i.DriverStatus ?? []) s += `  ${k}: ${val}\n`;
     if (i.LoggingDriver) s += ` Logging Driver: ${v('LoggingDriver')}\n`;
     s += ` Cgroup Driver: ${v('CgroupDriver')}\n Cgroup Version: ${v('CgroupVersion')}\n`;
-    if (i.Runtimes) s += ` Runtimes: ${Object.keys(i.Runtimes).sort().join(' ')}\n`;
+    if (i.Runtimes) s += ` Runtimes: ${Object.keys(i.Runtimes).join(' ')}\n`;
     s += ` Default Runtime: ${v('DefaultRuntime')}\n`;
     if (i.SecurityOptions?.length) {
       s += ' Security Options:\n';

@@ -6,6 +6,12 @@
 const MIN_WIDTH = 10;
 const PADDING = 3;
 
+export interface TabOptions {
+  /** Minimum cell width including padding (docker: 10; `top`: 20). */
+  minWidth?: number;
+  padding?: number;
+}
+
 function width(s: string): number {
   let n = 0;
   for (const _ of s) n++;
@@ -13,7 +19,9 @@ function width(s: string): number {
 }
 
 /** Align tab-separated lines. Input and output lines carry no trailing newline. */
-export function tabwrite(lines: string[]): string[] {
+export function tabwrite(lines: string[], opts: TabOptions = {}): string[] {
+  const minWidth = opts.minWidth ?? MIN_WIDTH;
+  const padding = opts.padding ?? PADDING;
   const rows = lines.map((l) => l.split('\t'));
   const widths: number[][] = rows.map(() => []);
   const maxCols = Math.max(0, ...rows.map((r) => r.length - 1));
@@ -25,9 +33,9 @@ export function tabwrite(lines: string[]): string[] {
         continue;
       }
       let end = i;
-      let w = MIN_WIDTH;
+      let w = minWidth;
       while (end < rows.length && rows[end]!.length - 1 > j) {
-        w = Math.max(w, width(rows[end]![j]!) + PADDING);
+        w = Math.max(w, width(rows[end]![j]!) + padding);
         end++;
       }
       for (let k = i; k < end; k++) widths[k]![j] = w;
@@ -40,9 +48,9 @@ export function tabwrite(lines: string[]): string[] {
 }
 
 /** A table from a header and rows of cells. */
-export function renderTable(header: string[] | undefined, rows: string[][]): string {
+export function renderTable(header: string[] | undefined, rows: string[][], opts: TabOptions = {}): string {
   const lines = [...(header ? [header.join('\t')] : []), ...rows.map((r) => r.join('\t'))];
-  const out = tabwrite(lines);
+  const out = tabwrite(lines, opts);
   return out.length ? out.join('\n') + '\n' : '';
 }
 
