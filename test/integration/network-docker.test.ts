@@ -203,6 +203,27 @@ test('none, host and container network modes; connect and disconnect a running c
   }
 });
 
+test('berthd restart keeps networks, leases, names and published ports', { skip: !isRoot }, async () => {
+  await ok(['network', 'create', '--subnet', `${sub(6)}.0/24`, `rs${tag}`]);
+  await ok(['run', '-d', '--name', `rweb${tag}`, '--hostname', 'rweb', '--network', `rs${tag}`, '-p', '80', 'busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
+  try {
+    const port = Number((await ok(['port', `rweb${tag}`, '80'])).split(':').pop());
+    await waitHttp(`rweb${tag}`, 'http://127.0.0.1/hostname');
+    assert.match(await httpGet('127.0.0.1', port), /rweb/);
+    const ip = await ok(['inspect', '-f', `{{(index .NetworkSettings.Networks "rs${tag}").IPAddress}}`, `rweb${tag}`]);
+    await d.restart();
+    assert.match(await httpGet('127.0.0.1', port), /rweb/, 'published port after restart');
+    const [net] = JSON.parse(await ok(['network', 'inspect', `rs${tag}`]));
+    assert.equal(Object.values(net.Containers as Record<string, { IPv4Address: string }>)[0]?.IPv4Address, `${ip}/24`);
+    const other = await ok(['run', '--rm', '--network', `rs${tag}`, 'busybox', 'sh', '-c', `ip -o -4 addr show eth0; wget -q -O - http://rweb${tag}/hostname`]);
+    assert.match(other, /rweb$/);
+    assert.doesNotMatch(other, new RegExp(`inet ${ip.replace(/\./g, '\\.')}/`), 'a leased address was handed out again');
+  } finally {
+    await docker(d, ['rm', '-f', `rweb${tag}`]);
+  }
+  await ok(['network', 'rm', `rs${tag}`]);
+});
+
 test('nothing leaks: no veth on the bridges, no netns mounts, no DNAT rules, after 20 run --rm', { skip: !isRoot }, async () => {
   for (let i = 0; i < 20; i++) await ok(['run', '--rm', 'busybox', 'true']);
   const bridge = JSON.parse(await ok(['network', 'inspect', 'bridge']))[0].Options['com.docker.network.bridge.name'];

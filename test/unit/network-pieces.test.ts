@@ -172,3 +172,23 @@ test('userland proxy: relays TCP, reports a busy port as FailedPrecondition', as
     backend.close();
   }
 });
+
+test('userland proxy: relays UDP both ways', async () => {
+  const echo = createSocket('udp4');
+  await new Promise<void>((r) => echo.bind(0, '127.0.0.1', () => r()));
+  echo.on('message', (m, ri) => echo.send(Buffer.concat([Buffer.from('echo:'), m]), ri.port, ri.address));
+  const p = new PortProxy({ proto: 'udp', hostIp: '127.0.0.1', hostPort: 0, containerIp: '127.0.0.1', containerPort: echo.address().port });
+  await p.start();
+  const c = createSocket('udp4');
+  try {
+    const got = await new Promise<string>((res) => {
+      c.on('message', (m) => res(m.toString()));
+      c.send('ping', p.port, '127.0.0.1');
+    });
+    assert.equal(got, 'echo:ping');
+  } finally {
+    c.close();
+    await p.stop();
+    echo.close();
+  }
+});

@@ -114,3 +114,29 @@ test('restart: leases of live sandboxes kept, dead ones (namespace gone) freed',
   assert.equal((await again.inspect('bridge')).Id, (await s.svc.inspect('bridge')).Id, 'network IDs persist');
   await again.close();
 });
+
+test('published port ranges take the first free port; a busy fixed port leaves nothing behind', async () => {
+  await using s = await setup();
+  const { createServer } = await import('node:net');
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  const busy = (blocker.address() as { port: number }).port;
+  try {
+    const id = cid();
+    const sb = await s.svc.setUp({
+      containerId: id, name: 'r', hostname: 'r', networkMode: 'bridge', filesDir: join(s.root, 'r'),
+      portBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: `${busy}-${busy + 1}` }] },
+    });
+    assert.deepEqual(sb.settings.Ports['80/tcp'], [{ HostIp: '127.0.0.1', HostPort: String(busy + 1) }]);
+    await s.svc.tearDown(id);
+    const other = cid();
+    await assert.rejects(s.svc.setUp({
+      containerId: other, name: 'o', hostname: 'o', networkMode: 'bridge', filesDir: join(s.root, 'o'),
+      portBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(busy) }] },
+    }), (e: unknown) => isKind(e, 'FailedPrecondition'));
+    assert.equal(existsSync(join(s.root, 'exec', 'netns', other)), false);
+    assert.equal(s.host.inputs.some((i) => i.cmd.includes(other)), false, 'no namespace was even started');
+  } finally {
+    blocker.close();
+  }
+});
