@@ -82,7 +82,8 @@ function encodeQuery(q: Record<string, QueryValue> | undefined): string {
     if (Array.isArray(v)) for (const x of v) p.append(k, x);
     else p.set(k, v === true ? '1' : String(v));
   }
-  const s = p.toString();
+  // Go's url.QueryEscape: '*' escaped, '~' not (URLSearchParams does the opposite).
+  const s = p.toString().replaceAll('*', '%2A').replaceAll('%7E', '~');
   return s ? `?${s}` : '';
 }
 

@@ -207,7 +207,7 @@ test('logs: inspect for Tty, query flags, stdcopy demux to stdout/stderr', async
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'one\nthree\n');
     assert.equal(r.stderr, 'two\n');
-    assert.equal(d.calls().at(-1), 'GET /containers/web/logs?since=1700000000&stderr=1&stdout=1&tail=2&timestamps=1');
+    assert.equal(d.calls().at(-1), `GET /containers/${CID}/logs?since=1700000000&stderr=1&stdout=1&tail=2&timestamps=1`);
   } finally {
     await d.close();
   }
@@ -256,6 +256,8 @@ test('ps: query from flags, docker columns', async () => {
         'dddddddddddd   nginx     "nginx -g daemon off…"   5 minutes ago   Up 5 minutes   0.0.0.0:8080->80/tcp   web\n',
     );
     assert.equal(d.calls()[0], `GET /containers/json?all=1&filters=${encodeURIComponent('{"status":{"running":true}}')}&limit=3`);
+    await runBerth(['ps', '-l'], { host: d.host });
+    assert.equal(d.calls().at(-1), 'GET /containers/json?limit=1');
     const q = await runBerth(['container', 'ls', '-q', '--no-trunc'], { host: d.host });
     assert.equal(q.stdout, 'd'.repeat(64) + '\n');
     assert.equal(displayablePorts([{ PrivatePort: 80, Type: 'tcp' }, { PrivatePort: 81, Type: 'tcp' }, { IP: '::', PrivatePort: 53, PublicPort: 5353, Type: 'udp' }]), '80-81/tcp, [::]:5353->53/udp');

@@ -161,20 +161,40 @@ const update: Command = {
       const s = f.string(n);
       return s === '' ? 0 : s === '-1' ? -1 : parseRamSize(s);
     };
+    // container.UpdateConfig as the docker CLI sends it: Resources (Go field order, nulls for
+    // unset pointers and slices) plus RestartPolicy.
     const body: Record<string, unknown> = {
-      BlkioWeight: f.int('blkio-weight'),
       CpuShares: f.int('cpu-shares'),
       Memory: bytes('memory'),
       NanoCpus: f.string('cpus') ? Math.round(Number(f.string('cpus')) * 1e9) : 0,
+      CgroupParent: '',
+      BlkioWeight: f.int('blkio-weight'),
+      BlkioWeightDevice: null,
+      BlkioDeviceReadBps: null,
+      BlkioDeviceWriteBps: null,
+      BlkioDeviceReadIOps: null,
+      BlkioDeviceWriteIOps: null,
       CpuPeriod: f.int('cpu-period'),
       CpuQuota: f.int('cpu-quota'),
+      CpuRealtimePeriod: 0,
+      CpuRealtimeRuntime: 0,
       CpusetCpus: f.string('cpuset-cpus'),
       CpusetMems: f.string('cpuset-mems'),
+      Devices: null,
+      DeviceCgroupRules: null,
+      DeviceRequests: null,
       MemoryReservation: bytes('memory-reservation'),
       MemorySwap: bytes('memory-swap'),
+      MemorySwappiness: null,
+      OomKillDisable: null,
+      PidsLimit: f.changed('pids-limit') ? f.int('pids-limit') : null,
+      Ulimits: null,
+      CpuCount: 0,
+      CpuPercent: 0,
+      IOMaximumIOps: 0,
+      IOMaximumBandwidth: 0,
+      RestartPolicy: f.changed('restart') ? parseRestartPolicy(f.string('restart')) : { Name: '', MaximumRetryCount: 0 },
     };
-    if (f.changed('pids-limit')) body.PidsLimit = f.int('pids-limit');
-    body.RestartPolicy = f.changed('restart') ? parseRestartPolicy(f.string('restart')) : { Name: '', MaximumRetryCount: 0 };
     const errs: string[] = [];
     for (const n of args) {
       try {
@@ -359,7 +379,7 @@ const ps: Command = {
     const size = f.bool('size') || (format !== undefined && /\.Size/.test(format));
     const list = await ctx.client.json<ContainerSummary[]>('GET', '/containers/json', {
       query: {
-        all: f.bool('all') || limit !== -1,
+        all: f.bool('all'),
         limit: limit > 0 ? limit : undefined,
         size,
         filters: filtersJson(f.list('filter')),
@@ -404,8 +424,8 @@ const logs: Command = {
     { name: 'until', kind: 'string', valueName: 'string', help: 'Show logs before a timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)' },
   ],
   async run(ctx, f, [name]) {
-    const c = await ctx.client.json<{ Config?: { Tty?: boolean } }>('GET', `/containers/${name}/json`);
-    const res = await ctx.client.request('GET', `/containers/${name}/logs`, {
+    const c = await ctx.client.json<{ Id?: string; Config?: { Tty?: boolean } }>('GET', `/containers/${name}/json`);
+    const res = await ctx.client.request('GET', `/containers/${c.Id ?? name}/logs`, {
       query: {
         stdout: true,
         stderr: true,
