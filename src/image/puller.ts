@@ -18,7 +18,7 @@
 // leaves ingest files (swept at start), snapshotter temp dirs (the snapshotter sweeps them) and
 // unowned blobs or snapshots (GC at start).
 import { createReadStream } from 'node:fs';
-import { Transform, type TransformCallback, type Readable } from 'node:stream';
+import { PassThrough, Transform, type TransformCallback, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { isDigest, parseDigest, shortId, type Digest } from '../core/digest.ts';
 import { chainIds } from '../core/chain-id.ts';
@@ -109,6 +109,9 @@ class Semaphore {
     else this.#free++;
   }
 }
+
+/** Compressed bytes buffered in memory ahead of a layer's apply (per layer being streamed). */
+const MAX_READ_AHEAD = 256 * 1024 * 1024;
 
 const LAYER_TYPES = new Set<string>([
   MediaType.OciLayer, MediaType.OciLayerGzip, MediaType.OciLayerZstd, MediaType.DockerLayerGzip, MediaType.DockerForeignLayerGzip,
@@ -269,19 +272,26 @@ export class Puller {
       await l.sem.acquire();
     }
     let info: SnapshotInfo | undefined;
+    // The download slot is given back when the download is done, not when the apply is.
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      l.sem.release();
+    };
     try {
       l.signal?.throwIfAborted();
       const parentReady = l.parent === undefined || (await images.snapshotter.stat(l.parent)) !== undefined;
       const haveBlob = await images.content.has(l.desc.digest);
       if (parentReady && !haveBlob) {
-        info = await this.#streamLayer(l);
+        info = await this.#streamLayer(l, release);
       } else if (!haveBlob) {
         await this.#download(l);
       } else {
         l.progress(progressMessage(id, 'Download complete'));
       }
     } finally {
-      l.sem.release();
+      release();
     }
     if (info) return info;
     if (l.parentJob) await l.parentJob;
@@ -304,25 +314,31 @@ export class Puller {
   }
 
   /** Download and unpack in one pass (see the file comment). */
-  async #streamLayer(l: LayerCtx): Promise<SnapshotInfo> {
+  async #streamLayer(l: LayerCtx, downloaded: () => void): Promise<SnapshotInfo> {
     const images = this.#images;
     const id = shortId(l.desc.digest);
     const body = await this.#fetch(l);
     const writer = await images.content.writer({ digest: l.desc.digest, size: l.desc.size });
     const decomp = inflate(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
     const hasher = new HashCounter();
-    const tee = new Tee([writer, decomp]);
+    // The apply side gets a deep buffer of compressed bytes (up to the whole layer, capped), so
+    // the download runs at network speed and ends early (registry connection released, blob
+    // committed) instead of being paced by the apply; on a busy machine a long chain of
+    // processes and threads that must all be scheduled in step is what makes one pass slow.
+    const ahead = new PassThrough({ writableHighWaterMark: Math.max(1 << 20, Math.min(l.desc.size, MAX_READ_AHEAD)), readableHighWaterMark: 1 << 20 });
+    const tee = new Tee([writer, ahead]);
     const download = (async () => {
       await pipeline(body, new Coalesce(), tee);
       await finished(writer);
       l.progress(progressMessage(id, 'Verifying Checksum'));
       const blob = await writer.commit();
+      downloaded();
       l.progress(progressMessage(id, 'Download complete'));
       l.progress(progressMessage(id, 'Extracting', l.desc.size, l.desc.size));
       return blob;
     })();
     download.catch(() => {});
-    const inflating = pipeline(decomp, hasher);
+    const inflating = pipeline(ahead, decomp, hasher);
     inflating.catch(() => {});
     try {
       const unpackOpts: Parameters<typeof images.snapshotter.unpack>[3] = {
@@ -345,6 +361,7 @@ export class Puller {
     } catch (err) {
       tee.destroy();
       body.destroy();
+      ahead.destroy();
       decomp.destroy();
       hasher.destroy();
       await download.catch(() => {});
