@@ -2,6 +2,7 @@
 // /images/get, /images/load) are registered before the `{name*}` patterns, since image names
 // carry '/' and ':' ("/images/127.0.0.1:5000/a/b:1/json").
 import type { ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import { BerthError, errorMessage, invalidArgument, notImplemented } from '../core/errors.ts';
 import { isDigest } from '../core/digest.ts';
 import { parsePlatform, type Platform } from '../core/oci.ts';
@@ -10,7 +11,7 @@ import { parseFilters, queryBool, readJson, sendJson, versionAtLeast, type Ctx, 
 import { decodeRegistryAuthHeader, normalizeRegistry, type Credentials } from '../distribution/credentials.ts';
 import type { RegistryClient } from '../distribution/registry-client.ts';
 import { toHistory, toInspect, toSummary } from './image-json.ts';
-import type { ImageService } from './image-service.ts';
+import { parseUntil, type ImageService } from './image-service.ts';
 import { familiar, type StoredImage } from './image-store.ts';
 import { importRootfs } from './import-rootfs.ts';
 import { loadImages } from './load-images.ts';
@@ -145,7 +146,6 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
     }
     const until = filters.get('until')?.[0];
     if (until !== undefined) {
-      const { parseUntil } = await import('./image-service.ts');
       const limit = parseUntil(until);
       const withTimes = await Promise.all(list.map(async (i) => [i, await created(i)] as const));
       list = withTimes.filter(([, t]) => t < limit).map(([i]) => i);
@@ -232,7 +232,6 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
     if (names.length === 0) throw invalidArgument('no images named');
     const tar = await saveImages(images, names);
     ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-    const { pipeline } = await import('node:stream/promises');
     await pipeline(tar, ctx.res).catch((err: unknown) => {
       images.log.warn({ names, err: errorMessage(err) }, 'image save aborted');
       ctx.res.destroy();
