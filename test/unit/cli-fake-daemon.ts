@@ -7,7 +7,7 @@ import { PassThrough } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/cli/main.ts';
+import { runCli } from '../../src/cli/cli.ts';
 import type { CliIO } from '../../src/cli/command.ts';
 
 export interface Recorded {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseFlags, UsageError, type FlagDef } from '../../src/cli/flags.ts';
 import { CREATE_FLAGS, RUN_ONLY_FLAGS } from '../../src/cli/commands/container-opts.ts';
-import { resolveHost } from '../../src/cli/main.ts';
+import { resolveHost } from '../../src/cli/cli.ts';
 
 const RUN = [...CREATE_FLAGS, ...RUN_ONLY_FLAGS];
 const PS: FlagDef[] = [

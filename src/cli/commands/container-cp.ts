@@ -9,7 +9,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, stat, symlink, chmod, utimes } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import type tarStream from 'tar-stream';
 import type { Command, Ctx } from '../command.ts';
 import { ApiError } from '../api-client.ts';
 
@@ -40,8 +40,14 @@ function decodeStat(h: string | string[] | undefined): PathStat | undefined {
   }
 }
 
+/** tar-stream, loaded only when cp runs. */
+async function tarLib(): Promise<typeof tarStream> {
+  return (await import('tar-stream')).default;
+}
+
 /** Extract a tar stream under `dest`, renaming the top-level entry `from` to `to` when given. */
 async function extractTar(input: NodeJS.ReadableStream, dest: string, rename?: { from: string; to: string }): Promise<void> {
+  const tar = await tarLib();
   const root = resolve(dest);
   const ex = tar.extract();
   const dirTimes: Array<{ p: string; t: Date }> = [];
@@ -103,7 +109,7 @@ async function extractTar(input: NodeJS.ReadableStream, dest: string, rename?: {
 }
 
 /** Pack a local file or directory as `name` (and its children). */
-async function packPath(pack: tar.Pack, src: string, name: string): Promise<void> {
+async function packPath(pack: tarStream.Pack, src: string, name: string): Promise<void> {
   const st = await lstat(src);
   const base = { name, mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
   if (st.isDirectory()) {
@@ -167,7 +173,7 @@ async function copyToContainer(ctx: Ctx, src: string, container: string, destPat
     });
     return;
   }
-  const pack = tar.pack();
+  const pack = (await tarLib()).pack();
   const packing = (async () => {
     try {
       if (src.endsWith('/.')) {
