@@ -379,3 +379,50 @@ test('POST /auth checks credentials against the registry', { skip }, async () =>
     await reg.stop();
   }
 });
+
+test('an index: the host platform by default, --platform picks another; the repo digest is the index digest', { skip }, async () => {
+  await using d = await startDaemon();
+  const dir = await mkdtemp(join(tmpdir(), 'berth-index-'));
+  try {
+    const blobs = join(dir, 'blobs', 'sha256');
+    await mkdir(blobs, { recursive: true });
+    const put = async (b: Buffer) => {
+      const dg = 'sha256:' + createHash('sha256').update(b).digest('hex');
+      await writeFile(join(blobs, dg.slice(7)), b);
+      return { digest: dg, size: b.length };
+    };
+    const { gzipSync } = await import('node:zlib');
+    const manifests = [];
+    for (const arch of ['amd64', 'arm64']) {
+      const tar = await layerTar([{ name: 'arch', data: arch }]);
+      const gz = gzipSync(tar);
+      const layer = await put(gz);
+      const config = await put(Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: { Cmd: ['/arch'] }, rootfs: { type: 'layers', diff_ids: ['sha256:' + createHash('sha256').update(tar).digest('hex')] } })));
+      const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }] }));
+      manifests.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...(await put(m)), platform: { architecture: arch, os: 'linux' }, configDigest: config.digest });
+    }
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: manifests.map(({ configDigest: _c, ...m }) => m) }));
+    const idx = await put(index);
+    await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', ...idx, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }] }));
+    const r = await run('skopeo', ['copy', '--quiet', '--insecure-policy', '--all', '--dest-tls-verify=false', `oci:${dir}:multi`, `docker://${registry.addr}/multi/arch:1`]);
+    assert.equal(r.code, 0, r.stderr);
+    const ref = `${registry.addr}/multi/arch:1`;
+    const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+    const other = host === 'amd64' ? 'arm64' : 'amd64';
+    const p1 = messages((await pullViaApi(d, ref)).text());
+    assert.ok(!p1.some((m) => m.error), JSON.stringify(p1));
+    assert.equal(p1.find((m) => m.status?.startsWith('Digest:'))!.status, `Digest: ${idx.digest}`);
+    const j1 = (await api(d.socket, 'GET', `/images/${ref}/json`)).json();
+    assert.equal(j1.Architecture, host);
+    assert.equal(j1.Id, manifests.find((m) => m.platform.architecture === host)!.configDigest);
+    assert.deepEqual(j1.RepoDigests, [`${registry.addr}/multi/arch@${idx.digest}`]);
+    const p2 = await api(d.socket, 'POST', `/images/create?fromImage=${encodeURIComponent(`${registry.addr}/multi/arch`)}&tag=1&platform=linux/${other}`);
+    assert.ok(!messages(p2.text()).some((m) => m.error), p2.text());
+    const j2 = (await api(d.socket, 'GET', `/images/${ref}/json`)).json();
+    assert.equal(j2.Architecture, other, 'the tag moved to the other platform\'s image');
+    assert.equal((await api(d.socket, 'GET', '/images/json')).json().length, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
