@@ -203,6 +203,24 @@ test('none, host and container network modes; connect and disconnect a running c
   }
 });
 
+test('--dns, --dns-search, --dns-option and --add-host in /etc/resolv.conf and /etc/hosts', { skip: !isRoot }, async () => {
+  const onBridge = await ok(['run', '--rm', '--hostname', 'h1', '--dns', '192.0.2.53', '--dns-search', 'example.test', '--dns-option', 'ndots:3', '--add-host', 'db:10.1.2.3', '--add-host', 'gw:host-gateway', 'busybox', 'sh', '-c', 'cat /etc/resolv.conf /etc/hosts /etc/hostname']);
+  assert.match(onBridge, /^search example\.test\nnameserver 192\.0\.2\.53\noptions ndots:3\n/);
+  assert.match(onBridge, /\n10\.1\.2\.3\tdb\n/);
+  const gw = JSON.parse(await ok(['network', 'inspect', 'bridge']))[0].IPAM.Config[0].Gateway as string;
+  assert.match(onBridge, new RegExp(`\\n${gw.replace(/\./g, '\\.')}\\tgw\\n`));
+  assert.match(onBridge, /\th1\nh1$/);
+  // On a user network the container asks the embedded DNS; --dns becomes its upstream.
+  await ok(['network', 'create', '--subnet', `${sub(7)}.0/24`, `dn${tag}`]);
+  try {
+    const onUser = await ok(['run', '--rm', '--network', `dn${tag}`, '--dns', '192.0.2.53', 'busybox', 'cat', '/etc/resolv.conf']);
+    assert.match(onUser, new RegExp(`nameserver ${sub(7).replace(/\./g, '\\.')}\\.1\\n`));
+    assert.doesNotMatch(onUser, /192\.0\.2\.53/);
+  } finally {
+    await ok(['network', 'rm', `dn${tag}`]);
+  }
+});
+
 test('berthd restart keeps networks, leases, names and published ports', { skip: !isRoot }, async () => {
   await ok(['network', 'create', '--subnet', `${sub(6)}.0/24`, `rs${tag}`]);
   await ok(['run', '-d', '--name', `rweb${tag}`, '--hostname', 'rweb', '--network', `rs${tag}`, '-p', '80', 'busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
