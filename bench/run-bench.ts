@@ -83,6 +83,8 @@ try {
   await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
 
   const berthRun = () => timed(BERTH, ['run', '--rm', '--network', 'none', 'busybox', 'true'], env);
+  // The same engine driven by the (Go) docker CLI: separates the client's start-up from berthd.
+  const dockerRun = () => timed('docker', ['run', '--rm', '--network', 'none', 'busybox', 'true'], env);
   const podmanRun = () => timed('podman', ['--runtime', 'runc', 'run', '--rm', '--network', 'none', podmanImage, 'true'], penv);
   let n = 0;
   const runcRun = () => timed('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `bench${n++}`]);
@@ -90,18 +92,20 @@ try {
   // ---- 1. run --rm, interleaved
   for (let i = 0; i < 2; i++) {
     await berthRun();
+    await dockerRun();
     await podmanRun();
     await runcRun();
   }
-  const t = { berth: [] as number[], podman: [] as number[], runc: [] as number[] };
+  const t = { berth: [] as number[], docker: [] as number[], podman: [] as number[], runc: [] as number[] };
   for (let i = 0; i < RUNS; i++) {
     t.berth.push(await berthRun());
+    t.docker.push(await dockerRun());
     t.podman.push(await podmanRun());
     t.runc.push(await runcRun());
   }
-  const mb = median(t.berth), mp = median(t.podman), mr = median(t.runc);
-  results.run = { runs: RUNS, berth: { median: mb, p90: pct(t.berth, 0.9) }, podman: { median: mp, p90: pct(t.podman, 0.9) }, runc: { median: mr, p90: pct(t.runc, 0.9) }, berthVsPodman: mb / mp, berthVsRunc: mb / mr };
-  console.log(`run --rm true (${RUNS} interleaved runs): berth ${mb.toFixed(0)} ms, podman ${mp.toFixed(0)} ms, bare runc ${mr.toFixed(0)} ms; berth/podman ${(mb / mp).toFixed(2)}, berth/runc ${(mb / mr).toFixed(2)}`);
+  const mb = median(t.berth), md = median(t.docker), mp = median(t.podman), mr = median(t.runc);
+  results.run = { runs: RUNS, berth: { median: mb, p90: pct(t.berth, 0.9) }, docker: { median: md, p90: pct(t.docker, 0.9) }, podman: { median: mp, p90: pct(t.podman, 0.9) }, runc: { median: mr, p90: pct(t.runc, 0.9) }, berthVsPodman: mb / mp, berthVsRunc: mb / mr, engineVsPodman: md / mp };
+  console.log(`run --rm true (${RUNS} interleaved runs): berth ${mb.toFixed(0)} ms, docker CLI->berthd ${md.toFixed(0)} ms, podman ${mp.toFixed(0)} ms, bare runc ${mr.toFixed(0)} ms; berth/podman ${(mb / mp).toFixed(2)}, berth/runc ${(mb / mr).toFixed(2)}`);
 
   // ---- 2. N detached containers
   const rssBefore = await rss(d.pid);
@@ -134,7 +138,7 @@ try {
   const perPodman = podmanConmon / Math.max(ids.length, 1);
   results.detached = { count: DETACHED, berthSeconds: tBerth / 1000, podmanSeconds: tPodman / 1000 };
   results.memory = { berthContainers: nb, berthdRssGrowth: rssAfter - rssBefore, berthConmonPss: berthConmon, perContainerBerth: perBerth, podmanContainers: ids.length, podmanConmonPss: podmanConmon, perContainerPodman: perPodman };
-  console.log(`memory per running container: berth ${MiB(perBerth)} MiB (berthd +${MiB(rssAfter - rssBefore)} MiB RSS, conmon ${MiB(berthConmon / Math.max(nb, 1))} MiB PSS each), podman ${MiB(perPodman)} MiB (conmon PSS)`);
+  console.log(`memory per running container: berth ${MiB(perBerth)} MiB (berthd ${rssAfter >= rssBefore ? "+" : ""}${MiB(rssAfter - rssBefore)} MiB RSS, conmon ${MiB(berthConmon / Math.max(nb, 1))} MiB PSS each), podman ${MiB(perPodman)} MiB (conmon PSS)`);
 
   // cleanup
   const all = (await run(BERTH, ['ps', '-aq'], { env })).stdout.split('\n').filter(Boolean);
@@ -150,7 +154,7 @@ try {
 }
 
 const R = results as {
-  run: { runs: number; berth: { median: number; p90: number }; podman: { median: number; p90: number }; runc: { median: number; p90: number }; berthVsPodman: number; berthVsRunc: number };
+  run: { runs: number; berth: { median: number; p90: number }; docker: { median: number; p90: number }; podman: { median: number; p90: number }; runc: { median: number; p90: number }; berthVsPodman: number; berthVsRunc: number; engineVsPodman: number };
   detached: { count: number; berthSeconds: number; podmanSeconds: number };
   memory: { perContainerBerth: number; perContainerPodman: number; berthdRssGrowth: number; berthConmonPss: number; berthContainers: number; podmanConmonPss: number; podmanContainers: number };
 };
@@ -168,16 +172,18 @@ Command: \`node_modules/node/bin/node bench/run-bench.ts --runs ${R.run.runs} --
 | | median | p90 |
 |---|---|---|
 | berth CLI → berthd | ${R.run.berth.median.toFixed(0)} ms | ${R.run.berth.p90.toFixed(0)} ms |
+| docker CLI → berthd (engine without the Node client's start-up) | ${R.run.docker.median.toFixed(0)} ms | ${R.run.docker.p90.toFixed(0)} ms |
 | podman --runtime runc | ${R.run.podman.median.toFixed(0)} ms | ${R.run.podman.p90.toFixed(0)} ms |
 | bare \`runc run\` of a prepared bundle (floor) | ${R.run.runc.median.toFixed(0)} ms | ${R.run.runc.p90.toFixed(0)} ms |
 
-berth / podman = **${R.run.berthVsPodman.toFixed(2)}** (required ≤ 0.6, goal ≤ 0.5); berth / bare runc = **${R.run.berthVsRunc.toFixed(2)}** (goal ≤ 2).
+berth / podman = **${R.run.berthVsPodman.toFixed(2)}** (required ≤ 0.6, goal ≤ 0.5); berth / bare runc = **${R.run.berthVsRunc.toFixed(2)}** (goal ≤ 2);
+docker CLI → berthd / podman = ${R.run.engineVsPodman.toFixed(2)}.
 
 ${R.detached.count} detached containers started one after another (\`run -d --network none busybox sleep 3600\`):
 berth ${R.detached.berthSeconds.toFixed(1)} s, podman ${R.detached.podmanSeconds.toFixed(1)} s.
 
 Memory per running container (those ${R.detached.count}): berth ${MiB(R.memory.perContainerBerth)} MiB
-(berthd RSS growth ${MiB(R.memory.berthdRssGrowth)} MiB in all + conmon PSS ${MiB(R.memory.berthConmonPss / Math.max(R.memory.berthContainers, 1))} MiB each);
+(berthd RSS change ${MiB(R.memory.berthdRssGrowth)} MiB in all, counted as 0 when negative + conmon PSS ${MiB(R.memory.berthConmonPss / Math.max(R.memory.berthContainers, 1))} MiB each);
 podman ${MiB(R.memory.perContainerPodman)} MiB (conmon PSS; podman keeps no daemon).
 
 Podman needs \`default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\` (a temporary

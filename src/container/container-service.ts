@@ -448,7 +448,9 @@ export class ContainerService {
       logMaxFiles,
     };
     try {
-      await this.#save(rec);
+      // A marker for crash cleanup only (restore removes 'creating' records and their
+      // snapshot): atomic, but not worth an fsync on every create.
+      await this.store.save(rec, { sync: false });
       const snap = this.#d.snapshotter();
       if (!snap) throw internal('no snapshotter');
       await snap.prepare(id, rec.imageTopChainId as never);
@@ -806,7 +808,11 @@ export class ContainerService {
     await this.#signal(rec, sig);
     if (!(await this.#waitExit(rec, timeout < 0 ? -1 : timeout * 1000))) {
       await this.#signal(rec, 9);
-      await this.#waitExit(rec, -1);
+      if (!(await this.#waitExit(rec, 30_000))) {
+        // runc checks the init's start time itself before it signals: safe against PID reuse.
+        await this.runtime(rec.runtime).kill(rec.id, 'KILL', true).catch(() => {});
+        if (!(await this.#waitExit(rec, 10_000))) throw internal(`container ${rec.id} did not stop`);
+      }
     }
     this.events.emit('container', 'stop', rec.id, this.#attrs(rec));
     return true;
@@ -898,7 +904,9 @@ export class ContainerService {
     if (!this.store.find(rec.id)) return;
     if (rec.state.status !== 'removing') {
       rec.state.status = 'removing';
-      await this.#save(rec);
+      // --rm right after an exit: a crash before the record is gone redoes the exit and the
+      // removal at restart (every step is idempotent), so skip the synced write on that path.
+      if (!rec.hostConfig.AutoRemove) await this.#save(rec);
     }
     await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
     await this.#d.networks()?.forget(rec.id).catch(() => {});

@@ -1,6 +1,8 @@
 // Container records: one atomic JSON file per container, all held in memory (berthd is the single
 // writer), with the name index and ID-prefix lookup Docker clients rely on.
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, mkdir, writeFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { writeJsonAtomic } from '../pkg/atomic-file.ts';
 import { notFound, invalidArgument, failedPrecondition } from '../core/errors.ts';
 import type { DockerConfig, HostConfig } from '../runtime/create-config.ts';
@@ -140,9 +142,18 @@ export class ContainerStore {
     return this.#byName.has(name.startsWith('/') ? name : `/${name}`);
   }
 
-  async save(rec: ContainerRecord): Promise<void> {
+  /** Atomic write (tmp + rename); fsynced unless `sync: false` (crash markers). */
+  async save(rec: ContainerRecord, opts: { sync?: boolean } = {}): Promise<void> {
     this.#byId.set(rec.id, rec);
     this.#byName.set(rec.name, rec.id);
+    if (opts.sync === false) {
+      const p = this.paths.record(rec.id);
+      await mkdir(dirname(p), { recursive: true, mode: 0o700 });
+      const tmp = `${p}.${randomBytes(4).toString('hex')}.tmp`;
+      await writeFile(tmp, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
+      await rename(tmp, p);
+      return;
+    }
     await writeJsonAtomic(this.paths.record(rec.id), rec);
   }
 
