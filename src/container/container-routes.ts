@@ -1,6 +1,5 @@
 // Docker Engine API routes for containers, exec and events. Hijacked endpoints (attach, exec
 // start) answer `101 UPGRADED` and then carry raw bytes (TTY) or Docker's multiplexed frames.
-import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { lstat, readlink } from 'node:fs/promises';
@@ -8,9 +7,9 @@ import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Router, Ctx } from '../daemon/http.ts';
-import { sendJson, sendError, noContent, readJson, queryBool, parseFilters, versionAtLeast } from '../daemon/http.ts';
+import { sendJson, noContent, readJson, queryBool, parseFilters } from '../daemon/http.ts';
 import type { Daemon } from '../daemon/server.ts';
-import { invalidArgument, notFound, errorMessage, isKind } from '../core/errors.ts';
+import { invalidArgument, notFound, errorMessage } from '../core/errors.ts';
 import type { NetworkService } from '../core/networks.ts';
 import type { Host } from '../host/host.ts';
 import type { ContainerService, ExecConfig, StreamSink, WaitCondition } from './container-service.ts';
@@ -474,5 +473,3 @@ async function readUpgradeBody(ctx: Ctx, socket: Socket, head: Buffer): Promise<
   }
 }
 
-export { sendError, isKind, versionAtLeast };
-export type { ServerResponse };
