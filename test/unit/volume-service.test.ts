@@ -122,3 +122,32 @@ test('in-use volumes cannot be removed; anonymous volumes survive restarts and g
   assert.deepEqual((await again.prune()).VolumesDeleted, [], 'named volumes are kept without all=true');
   assert.deepEqual((await again.prune(new Map([['all', ['true']]]))).VolumesDeleted, ['unused']);
 });
+
+test('local driver options: tmpfs volumes mounted on first use through the Host, bind-device volumes used in place', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'berth-vol-'));
+  try {
+    const { FakeHost } = await import('../../src/host/host.ts');
+    const host = new FakeHost();
+    const svc = new LocalVolumeService({ host, dataRoot: join(root, 'data'), log: createLogger({ out: () => {} }) });
+    await svc.start();
+    await svc.create({ Name: 'tv', DriverOpts: { type: 'tmpfs', device: 'tmpfs', o: 'size=1m,uid=1000' } });
+    await assert.rejects(svc.create({ Name: 'half', DriverOpts: { type: 'tmpfs' } }), (e: unknown) => isKind(e, 'InvalidArgument'));
+    const dev = join(root, 'device');
+    await mkdir(dev);
+    await svc.create({ Name: 'bv', DriverOpts: { type: 'none', o: 'bind', device: dev } });
+    await assert.rejects(svc.create({ Name: 'bv2', DriverOpts: { o: 'bind', device: join(root, 'missing') } }), (e: unknown) => isKind(e, 'InvalidArgument'));
+    const r = await svc.mountsFor({ containerId: 'c1', binds: ['tv:/t', 'bv:/b'] });
+    const tvData = (await svc.inspect('tv')).Mountpoint;
+    assert.deepEqual(host.calls.filter((c) => c.op === 'mount'), [{ op: 'mount', args: ['tmpfs', tvData, 'tmpfs', ['size=1m', 'uid=1000']] }]);
+    assert.equal(r.oci.find((m) => m.destination === '/b')!.source, dev);
+    await svc.mountsFor({ containerId: 'c2', binds: ['tv:/t'] });
+    assert.equal(host.calls.filter((c) => c.op === 'mount').length, 1, 'mounted once');
+    await svc.release('c1');
+    await svc.release('c2');
+    await svc.remove('tv');
+    assert.deepEqual(host.calls.filter((c) => c.op === 'unmount').map((c) => c.args[0]), [tvData]);
+    assert.deepEqual((await svc.inspect('bv')).Options, { type: 'none', o: 'bind', device: dev });
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
