@@ -35,7 +35,9 @@ export function createModule(): DaemonModule {
       // The container module registers first; its lookup is read when a request needs it.
       s.useContainers({ resolve: (ref) => (services.containerLookup ? services.containerLookup.resolve(ref) : s.resolveLocal(ref)) });
       services.networks = s;
-      registerNetworkRoutes(router, s);
+      // Docker events go to the container module's bus when it is loaded (read at emit time).
+      const bus = () => (services as Services & { events?: { emit(t: string, a: string, id: string, attrs: Record<string, string>): unknown } }).events;
+      registerNetworkRoutes(router, s, (t, a, id, attrs) => void bus()?.emit(t, a, id, attrs));
     },
     async close() {
       await svc?.close();

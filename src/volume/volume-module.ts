@@ -12,7 +12,8 @@ export function createModule(): DaemonModule {
       svc = new LocalVolumeService({ host: services.host, dataRoot: services.config.dataRoot, log: daemon.log });
       await svc.start();
       services.volumes = svc;
-      registerVolumeRoutes(router, svc);
+      const bus = () => (services as Services & { events?: { emit(t: string, a: string, id: string, attrs: Record<string, string>): unknown } }).events;
+      registerVolumeRoutes(router, svc, (t, a, id, attrs) => void bus()?.emit(t, a, id, attrs));
     },
     async close() {
       await svc?.close();

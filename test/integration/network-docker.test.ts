@@ -102,6 +102,9 @@ test('docker network create/ls/inspect/rm with Docker shapes', { skip: !isRoot }
   const r = await api(d.socket, 'POST', '/networks/prune');
   assert.equal(r.status, 200);
   assert.ok(Array.isArray(r.json().NetworksDeleted));
+  const ev = await api(d.socket, 'GET', `/events?since=0&until=${Math.floor(Date.now() / 1000) + 1}&filters=${encodeURIComponent(JSON.stringify({ type: ['network'] }))}`);
+  const actions = ev.text().split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.Actor.ID === id).map((e) => e.Action);
+  assert.deepEqual(actions, ['create', 'destroy']);
 });
 
 test('containers on a user network talk by name and alias; other networks are isolated; --internal has no egress', { skip: !isRoot }, async () => {
