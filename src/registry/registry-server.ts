@@ -23,6 +23,11 @@ export interface RegistryServerOptions {
   /** Allow DELETE of manifests, tags and blobs (off by default, as in Distribution). */
   allowDelete?: boolean;
   tls?: { cert: Buffer | string; key: Buffer | string };
+  /**
+   * HEAD of a blob the repository lacks but the registry holds links it for callers who may
+   * push there (default on): clients skip uploads of content the registry already has.
+   */
+  implicitMount?: boolean;
   log?: Logger;
   realm?: string;
 }
@@ -214,7 +219,7 @@ export class RegistryServer {
       if (action !== 'pull') this.#checkWritable(action);
       switch (r.kind) {
         case 'manifest': return this.#manifest(req, res, method, name, ref);
-        case 'blob': return this.#blob(req, res, method, name, ref);
+        case 'blob': return this.#blob(req, res, method, name, ref, user);
         case 'upload': return this.#upload(req, res, method, name, ref, q, user);
         case 'tags': return this.#tags(res, method, name, q);
         case 'referrers': return this.#referrers(res, method, name, ref, q);
@@ -241,6 +246,15 @@ export class RegistryServer {
   #may(user: string, action: Action, _name: string): boolean {
     if (!this.opts.auth) return true;
     return user !== '' || (action === 'pull' && this.opts.anonymousPull === true);
+  }
+
+  /**
+   * Implicit mounts need push rights on `name` and pull rights on whichever repository holds
+   * the blob; with all-or-nothing logins, a caller who may push may pull everything.
+   */
+  #mayMountImplicitly(user: string, name: string): boolean {
+    if (this.opts.readOnly || this.opts.implicitMount === false) return false;
+    return this.#may(user, 'push', name) && this.#may(user, 'pull', '*');
   }
 
   #checkWritable(action: Action): void {
@@ -289,7 +303,7 @@ export class RegistryServer {
 
   // ---- blobs ----------------------------------------------------------------------------
 
-  async #blob(req: IncomingMessage, res: ServerResponse, method: string, name: string, refText: string): Promise<void> {
+  async #blob(req: IncomingMessage, res: ServerResponse, method: string, name: string, refText: string, user: string): Promise<void> {
     const digest = checkDigest(refText);
     if (method === 'DELETE') {
       await this.store.deleteBlob(name, digest);
@@ -297,7 +311,13 @@ export class RegistryServer {
       return;
     }
     if (method !== 'GET' && method !== 'HEAD') throw registryError('UNSUPPORTED', 'method not allowed');
-    const st = await this.store.blobStat(name, digest);
+    let st = await this.store.blobStat(name, digest);
+    if (!st && method === 'HEAD' && this.#mayMountImplicitly(user, name)) {
+      // The existence check a client makes before uploading: when the registry already holds
+      // the bytes, link them into this repository (a mount without `from`) and spare the
+      // client the upload. GET stays strict, so a deleted blob still reads as gone.
+      st = await this.store.linkExisting(name, digest);
+    }
     if (!st) throw registryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
     const headers: Record<string, string> = {
       'Content-Type': 'application/octet-stream',

@@ -109,6 +109,10 @@ export class RegistryStore {
   #committing = new Set<string>();
   /** Background blob commits by `${name}\0${digest}`; they never reject. */
   #pending = new Map<string, Promise<void>>();
+  /** The latest background commit of each digest, whatever the repository. */
+  #pendingBlobs = new Map<string, Promise<void>>();
+  /** Blobs deleted from a repository (`${name}\0${digest}`): no implicit mount back. */
+  #unlinked = new Set<string>();
   readonly log: Logger | undefined;
   #manifests = new Map<string, Cached<ManifestEntry>>();
   #tags = new Map<string, Cached<Digest>>();
@@ -146,6 +150,7 @@ export class RegistryStore {
     await this.#settled(name, digest);
     if (!(await this.driver.stat(paths.layerLink(name, digest)))) throw registryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
     await this.driver.delete(paths.layerLink(name, digest));
+    this.#unlinked.add(`${name}\0${digest}`);
   }
 
   /** Link a blob of `from` into `name`; false when `from` lacks it. */
@@ -153,7 +158,25 @@ export class RegistryStore {
     const st = await this.blobStat(from, digest);
     if (!st) return undefined;
     await this.#link(name, digest);
+    this.#unlinked.delete(`${name}\0${digest}`);
     return st;
+  }
+
+  /** Link a blob the registry holds (under any repository) into `name`; undefined if absent. */
+  async linkExisting(name: string, digest: Digest): Promise<BlobStat | undefined> {
+    // A blob deleted from this repository stays gone until it is pushed or mounted again.
+    if (this.#unlinked.has(`${name}\0${digest}`)) return undefined;
+    const committing = this.#pendingBlobs.get(digest);
+    if (committing) await committing;
+    const blob = await this.driver.stat(paths.blob(digest));
+    if (!blob || blob.isDir) return undefined;
+    try {
+      await this.#link(name, digest);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
+      throw err;
+    }
+    return { digest, size: blob.size };
   }
 
   async #link(name: string, digest: Digest): Promise<void> {
@@ -280,6 +303,7 @@ export class RegistryStore {
       // so the client goes on with its next blob while the disk works; every later read of
       // this blob in this process first waits for the commit (see #settled).
       this.#uploads.delete(`${name}\0${uuid}`);
+      this.#unlinked.delete(`${name}\0${digest}`);
       this.#committing.add(`${name}\0${uuid}`);
       const commit = this.#commit(name, uuid, digest).finally(() => this.#committing.delete(`${name}\0${uuid}`));
       this.#track(name, digest, commit);
@@ -306,8 +330,10 @@ export class RegistryStore {
       (err: unknown) => this.log?.error({ repository: name, digest, err: String(err) }, 'blob commit failed'),
     ).finally(() => {
       if (this.#pending.get(key) === settled) this.#pending.delete(key);
+      if (this.#pendingBlobs.get(digest) === settled) this.#pendingBlobs.delete(digest);
     });
     this.#pending.set(key, settled);
+    this.#pendingBlobs.set(digest, settled);
   }
 
   /** Wait for a background commit of this blob into this repository, if one runs. */

@@ -94,6 +94,10 @@ describe('registry with anonymous pull', () => {
     assert.equal(push.status, 401);
     const put = await fetch(`${r.url}/v2/anon/img/manifests/v2`, { method: 'PUT', body: img.body, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(put.status, 401);
+    // an anonymous HEAD never links blobs into a repository (it may not push there)
+    const cfg = JSON.parse(img.body.toString()).config.digest as string;
+    assert.equal((await fetch(`${r.url}/v2/anon/other/blobs/${cfg}`, { method: 'HEAD' })).status, 404);
+    assert.equal((await fetch(`${r.url}/v2/anon/other/blobs/${cfg}`, { method: 'HEAD', headers: { Authorization: basic('alice', 'secret') } })).status, 200);
     // wrong credentials are refused even for pulls
     assert.equal((await fetch(`${r.url}/v2/anon/img/manifests/v1`, { headers: { Authorization: basic('alice', 'bad') } })).status, 401);
     const ok = await fetch(`${r.url}/v2/anon/img/manifests/v2`, { method: 'PUT', body: img.body, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json', Authorization: basic('alice', 'secret') } });

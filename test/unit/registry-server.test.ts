@@ -99,6 +99,21 @@ for (const kind of DRIVERS) {
         assert.equal(await errorCode(other), 'BLOB_UNKNOWN');
       });
 
+      it('HEAD by a pusher links a blob the registry already holds (implicit mount); GET stays strict', async () => {
+        const { digest, size } = await pushBlob(r.url, 'lib/holder', 'shared bytes');
+        assert.equal((await fetch(`${r.url}/v2/lib/strict/blobs/${digest}`)).status, 404);
+        const head = await fetch(`${r.url}/v2/lib/implicit/blobs/${digest}`, { method: 'HEAD' });
+        assert.equal(head.status, 200);
+        assert.equal(head.headers.get('content-length'), String(size));
+        assert.equal(await (await fetch(`${r.url}/v2/lib/implicit/blobs/${digest}`)).text(), 'shared bytes');
+        assert.equal((await fetch(`${r.url}/v2/lib/implicit/blobs/${sha256('never pushed')}`, { method: 'HEAD' })).status, 404);
+        // deleted from a repository: gone there, also for HEAD, until pushed again
+        assert.equal((await fetch(`${r.url}/v2/lib/implicit/blobs/${digest}`, { method: 'DELETE' })).status, 202);
+        assert.equal((await fetch(`${r.url}/v2/lib/implicit/blobs/${digest}`, { method: 'HEAD' })).status, 404);
+        await pushBlob(r.url, 'lib/implicit', 'shared bytes');
+        assert.equal((await fetch(`${r.url}/v2/lib/implicit/blobs/${digest}`, { method: 'HEAD' })).status, 200);
+      });
+
       it('a wrong digest is refused with DIGEST_INVALID and nothing becomes visible', async () => {
         const wrong = sha256('something else');
         const res = await fetch(`${r.url}/v2/lib/bad/blobs/uploads/?digest=${wrong}`, { method: 'POST', body: 'actual bytes' });
@@ -642,6 +657,8 @@ describe('registry modes', () => {
     const img = await pushImage(rw.url, 'mode/ro', 't');
     await using ro = await startTestRegistry('inmemory', { readOnly: true }, {}, { driver: rw.driver });
     assert.equal((await fetch(`${ro.url}/v2/mode/ro/manifests/t`)).status, 200);
+    const cfg = JSON.parse(img.body.toString()).config.digest as string;
+    assert.equal((await fetch(`${ro.url}/v2/mode/other/blobs/${cfg}`, { method: 'HEAD' })).status, 404, 'no implicit mount when read-only');
     for (const [method, path] of [['POST', '/v2/mode/ro/blobs/uploads/'], ['PUT', '/v2/mode/ro/manifests/x'], ['DELETE', `/v2/mode/ro/manifests/${img.digest}`]] as const) {
       const res = await fetch(`${ro.url}${path}`, { method, body: method === 'PUT' ? img.body : undefined });
       assert.equal(res.status, 405, `${method} ${path}`);
