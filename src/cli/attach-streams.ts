@@ -53,13 +53,66 @@ export interface HijackOptions {
   stdin: boolean;
   /** Copy output (docker attach -a stdin alone does not). */
   output?: boolean;
+  /** --detach-keys ("ctrl-p,ctrl-q" by default), watched on stdin in TTY mode. */
+  detachKeys?: string;
+}
+
+export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
+
+/** term.ToBytes: "ctrl-p,ctrl-q" -> [0x10, 0x11]; single characters stand for themselves. */
+export function detachKeyBytes(spec: string): number[] {
+  return spec.split(',').map((k) => {
+    const key = k.trim();
+    if (key.length === 1) return key.charCodeAt(0);
+    const m = /^ctrl-(.)$/i.exec(key);
+    if (m) {
+      const c = m[1]!.toLowerCase();
+      if (c >= 'a' && c <= 'z') return c.charCodeAt(0) - 96;
+      const special: Record<string, number> = { '@': 0, '[': 27, '\\': 28, ']': 29, '^': 30, _: 31 };
+      if (c in special) return special[c]!;
+    }
+    throw new Error(`Unknown character: '${key}'`);
+  });
 }
 
 /**
- * Run the streams of a hijacked connection until the daemon closes its output. Returns a
- * `done` promise plus `closeStdin` to stop input early.
+ * term.NewEscapeProxy: pass input through until the detach sequence is typed. Bytes that start
+ * the sequence are held back and released if the sequence breaks off.
  */
-export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): Promise<void> {
+export class EscapeProxy {
+  readonly #keys: number[];
+  #matched = 0;
+  constructor(keys: number[]) {
+    this.#keys = keys;
+  }
+  /** The bytes to forward, and whether the sequence completed (stop reading then). */
+  feed(chunk: Buffer): { forward: Buffer; detached: boolean } {
+    const out: number[] = [];
+    for (const b of chunk) {
+      if (b === this.#keys[this.#matched]) {
+        this.#matched++;
+        if (this.#matched === this.#keys.length) return { forward: Buffer.from(out), detached: true };
+        continue;
+      }
+      if (this.#matched > 0) {
+        out.push(...this.#keys.slice(0, this.#matched));
+        this.#matched = 0;
+        if (b === this.#keys[0]) {
+          this.#matched = 1;
+          continue;
+        }
+      }
+      out.push(b);
+    }
+    return { forward: Buffer.from(out), detached: false };
+  }
+}
+
+/**
+ * Run the streams of a hijacked connection until the daemon closes its output, or until the
+ * user types the detach keys (TTY mode): resolves with 'detached' then, else 'ended'.
+ */
+export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): Promise<'ended' | 'detached'> {
   const { stdin, stdout, stderr } = ctx.io;
   let raw = false;
   if (opts.stdin && opts.tty && stdin.isTTY && stdin.setRawMode) {
@@ -74,9 +127,31 @@ export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): P
   };
   let onData: ((c: Buffer) => void) | undefined;
   let onEnd: (() => void) | undefined;
+  let detached = false;
+  let detach: () => void = () => {};
+  const detachedP = new Promise<void>((r) => (detach = r));
   if (opts.stdin) {
+    let proxy: EscapeProxy | undefined;
+    if (opts.tty) {
+      try {
+        proxy = new EscapeProxy(detachKeyBytes(opts.detachKeys || DEFAULT_DETACH_KEYS));
+      } catch {
+        proxy = new EscapeProxy(detachKeyBytes(DEFAULT_DETACH_KEYS)); // docker: invalid keys -> default
+      }
+    }
     onData = (c: Buffer) => {
-      if (!socket.writableEnded) socket.write(c);
+      let data = typeof c === 'string' ? Buffer.from(c) : c;
+      if (proxy) {
+        const r = proxy.feed(data);
+        data = r.forward;
+        if (r.detached) {
+          if (data.length && !socket.writableEnded) socket.write(data);
+          detached = true;
+          detach();
+          return;
+        }
+      }
+      if (data.length && !socket.writableEnded) socket.write(data);
     };
     onEnd = () => {
       // Half-close: the container reads EOF, its output keeps coming.
@@ -86,7 +161,7 @@ export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): P
     stdin.once('end', onEnd);
     stdin.resume();
   }
-  const output = (async () => {
+  const outputDone = (async () => {
     if (opts.output === false) {
       socket.resume();
       await new Promise<void>((r) => {
@@ -99,11 +174,13 @@ export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): P
       await demux(socket as AsyncIterable<Buffer>, stdout, stderr);
     }
   })();
-  return output.finally(() => {
-    restore();
-    if (onData) stdin.off('data', onData);
-    if (onEnd) stdin.off('end', onEnd);
-    if (opts.stdin) stdin.pause();
-    if (!socket.destroyed) socket.destroy();
-  });
+  return Promise.race([outputDone, detachedP])
+    .then(() => (detached ? 'detached' : 'ended') as 'ended' | 'detached')
+    .finally(() => {
+      restore();
+      if (onData) stdin.off('data', onData);
+      if (onEnd) stdin.off('end', onEnd);
+      if (opts.stdin) stdin.pause();
+      if (!socket.destroyed) socket.destroy();
+    });
 }

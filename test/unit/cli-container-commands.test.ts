@@ -9,6 +9,9 @@ import { startFakeDaemon, runBerth, sendJson, frame, type Recorded } from './cli
 import { readAll } from '../../src/cli/api-client.ts';
 import { displayablePorts, apiTimestamp, prettyEvent } from '../../src/cli/commands/container.ts';
 import { startErrorStatus } from '../../src/cli/commands/container-run.ts';
+import { EscapeProxy, detachKeyBytes } from '../../src/cli/attach-streams.ts';
+import { runCli } from '../../src/cli/cli.ts';
+import { PassThrough } from 'node:stream';
 
 const CID = 'c'.repeat(64);
 
@@ -374,6 +377,60 @@ test('events, port, top, stats --no-stream, container prune', async () => {
     const pr = await runBerth(['container', 'prune', '-f'], { host: d.host });
     assert.equal(pr.stdout, 'Deleted Containers:\nx1\n\nTotal reclaimed space: 0B\n');
     assert.match(apiTimestamp('10m', 1_700_000_600_000), /^1700000000\.000000000$/);
+  } finally {
+    await d.close();
+  }
+});
+
+test('detach keys: the escape proxy holds back a partial sequence and detects the full one', () => {
+  assert.deepEqual(detachKeyBytes('ctrl-p,ctrl-q'), [0x10, 0x11]);
+  assert.deepEqual(detachKeyBytes('ctrl-a,x,ctrl-\\'), [1, 0x78, 28]);
+  assert.throws(() => detachKeyBytes('ctrl-pp'));
+  const p = new EscapeProxy([0x10, 0x11]);
+  assert.deepEqual(p.feed(Buffer.from('ab\x10')), { forward: Buffer.from('ab'), detached: false });
+  assert.deepEqual(p.feed(Buffer.from('c')), { forward: Buffer.from('\x10c'), detached: false });
+  assert.deepEqual(p.feed(Buffer.from('\x10\x10\x11rest')), { forward: Buffer.from('\x10'), detached: true });
+});
+
+test('run -it on a terminal: raw mode on and off, resize, detach keys end the client with 0', async () => {
+  resetStarted();
+  let got = '';
+  const d = await startFakeDaemon(
+    (r, res) => {
+      if (r.path === '/containers/create') return sendJson(res, 201, { Id: CID });
+      if (r.path.endsWith('/wait')) return waitAfter(res, 0, 60_000); // never exits during the test
+      if (r.path.endsWith('/start')) return startOk(res);
+      if (r.path.endsWith('/resize')) return sendJson(res, 200, {});
+    },
+    (r, socket) => {
+      socket.write('prompt$ ');
+      socket.on('data', (c: Buffer) => (got += c.toString()));
+    },
+  );
+  try {
+    const stdin = new PassThrough() as PassThrough & { isTTY?: boolean; setRawMode?(m: boolean): void };
+    const modes: boolean[] = [];
+    stdin.isTTY = true;
+    stdin.setRawMode = (m: boolean) => void modes.push(m);
+    const stdout = new PassThrough() as PassThrough & { isTTY?: boolean; columns?: number; rows?: number };
+    Object.assign(stdout, { isTTY: true, columns: 100, rows: 30 });
+    const chunks: Buffer[] = [];
+    stdout.on('data', (c: Buffer) => chunks.push(c));
+    const stderr = new PassThrough();
+    const running = runCli(['run', '-it', 'img', 'sh'], { stdin, stdout, stderr, env: { BERTH_HOST: d.host, BERTH_CONFIG: '/nonexistent-berth-config' } });
+    await new Promise((r) => setTimeout(r, 300));
+    stdin.write('ls\r');
+    await new Promise((r) => setTimeout(r, 100));
+    stdin.write('\x10\x11');
+    const code = await running;
+    assert.equal(code, 0);
+    assert.equal(got, 'ls\r');
+    assert.equal(Buffer.concat(chunks).toString(), 'prompt$ ');
+    assert.deepEqual(modes, [true, false]);
+    const create = JSON.parse(d.requests.find((x) => x.path === '/containers/create')!.body) as { Tty: boolean; HostConfig: { ConsoleSize: number[] } };
+    assert.equal(create.Tty, true);
+    assert.deepEqual(create.HostConfig.ConsoleSize, [30, 100]);
+    assert.ok(d.calls().includes(`POST /containers/${CID}/resize?h=30&w=100`), d.calls().join('\n'));
   } finally {
     await d.close();
   }

@@ -152,14 +152,14 @@ const run: Command = {
       throw usageFailure(ctx, err);
     }
     const attach = req.attachStdin || req.attachStdout || req.attachStderr;
-    let streamDone: Promise<void> | undefined;
+    let streamDone: Promise<'ended' | 'detached'> | undefined;
     let attached: import('node:stream').Duplex | undefined;
     if (attach) {
       const query: Record<string, boolean | string | undefined> = { stream: true, stdin: req.attachStdin, stdout: req.attachStdout, stderr: req.attachStderr };
       if (f.string('detach-keys')) query.detachKeys = f.string('detach-keys');
       const { socket } = await ctx.client.hijack('POST', `/containers/${id}/attach`, { query });
       attached = socket;
-      streamDone = streamHijacked(ctx, socket, { tty: req.tty, stdin: req.attachStdin });
+      streamDone = streamHijacked(ctx, socket, { tty: req.tty, stdin: req.attachStdin, detachKeys: f.string('detach-keys') });
     }
     const { status } = await waitExitOrRemoved(ctx, id, req.autoRemove);
     try {
@@ -177,12 +177,15 @@ const run: Command = {
     }
     const stopResize = req.tty && isTerminal(ctx.io.stdout) ? monitorTtySize(ctx, `/containers/${id}/resize`) : () => {};
     const stopSignals = !req.tty && f.bool('sig-proxy') ? proxySignals(ctx, id) : () => {};
+    let how: 'ended' | 'detached' | undefined;
     try {
-      await streamDone;
+      how = await streamDone;
     } finally {
       stopResize();
       stopSignals();
     }
+    // Detached with the escape keys: the container keeps running; docker exits 0 at once.
+    if (how === 'detached') return 0;
     return status;
   },
 };
@@ -235,18 +238,19 @@ const start: Command = {
       const { socket } = await ctx.client.hijack('POST', `/containers/${c.Id}/attach`, {
         query: { stream: true, stdin, stdout: true, stderr: true, detachKeys: f.string('detach-keys') || undefined },
       });
-      const done = streamHijacked(ctx, socket, { tty, stdin });
+      const done = streamHijacked(ctx, socket, { tty, stdin, detachKeys: f.string('detach-keys') });
       const { status } = await waitExitOrRemoved(ctx, c.Id, c.HostConfig?.AutoRemove === true);
       await ctx.client.call('POST', `/containers/${c.Id}/start`);
       const stopResize = tty && isTerminal(ctx.io.stdout) ? monitorTtySize(ctx, `/containers/${c.Id}/resize`) : () => {};
       const stopSignals = !tty ? proxySignals(ctx, c.Id) : () => {};
+      let how: 'ended' | 'detached' | undefined;
       try {
-        await done;
+        how = await done;
       } finally {
         stopResize();
         stopSignals();
       }
-      return status;
+      return how === 'detached' ? 0 : status;
     }
     const errs: string[] = [];
     const failed: string[] = [];
@@ -286,12 +290,14 @@ const attach: Command = {
     });
     const stopResize = tty && isTerminal(ctx.io.stdout) ? monitorTtySize(ctx, `/containers/${c.Id}/resize`) : () => {};
     const stopSignals = !tty && f.bool('sig-proxy') ? proxySignals(ctx, c.Id) : () => {};
+    let how: 'ended' | 'detached' | undefined;
     try {
-      await streamHijacked(ctx, socket, { tty, stdin });
+      how = await streamHijacked(ctx, socket, { tty, stdin, detachKeys: f.string('detach-keys') });
     } finally {
       stopResize();
       stopSignals();
     }
+    if (how === 'detached') return 0;
     const after = await ctx.client.json<ContainerJson>('GET', `/containers/${c.Id}/json`).catch(() => undefined);
     const code = after?.State?.Running ? 0 : after?.State?.ExitCode ?? 0;
     return code;
@@ -348,10 +354,10 @@ const exec: Command = {
     const startBody: Record<string, unknown> = { Detach: false, Tty: tty };
     if (body.ConsoleSize) startBody.ConsoleSize = body.ConsoleSize;
     const { socket } = await ctx.client.hijack('POST', `/exec/${execId}/start`, { body: startBody });
-    const done = streamHijacked(ctx, socket, { tty, stdin: interactive });
+    const done = streamHijacked(ctx, socket, { tty, stdin: interactive, detachKeys: f.string('detach-keys') });
     const stopResize = tty && isTerminal(out) ? monitorTtySize(ctx, `/exec/${execId}/resize`) : () => {};
     try {
-      await done;
+      if ((await done) === 'detached') return 0;
     } finally {
       stopResize();
     }
