@@ -179,6 +179,15 @@ Command: \`node_modules/node/bin/node bench/run-bench.ts --runs ${R.run.runs} --
 berth / podman = **${R.run.berthVsPodman.toFixed(2)}** (required ≤ 0.6, goal ≤ 0.5); berth / bare runc = **${R.run.berthVsRunc.toFixed(2)}** (goal ≤ 2);
 docker CLI → berthd / podman = ${R.run.engineVsPodman.toFixed(2)}.
 
+Where the time goes (\`BERTH_TRACE=1\` makes berthd log each step): in the engine, conmon plus
+\`runc create\` take most of a run (the same work podman pays for); the rest is the create
+(snapshot, record), the start (rootfs mounted through one long-lived helper instead of a
+\`mount\` process, the process started through runc's exec fifo instead of a \`runc start\`
+process), the exit (cgroup and runtime state removed directly, lazy unmount) and the removal.
+The gap between the first two rows is the berth CLI's own start-up (Node.js loading its
+TypeScript modules, even with the compile cache that bin/berth enables): under this load it
+costs more than the whole engine, and it is what keeps berth above the required ratio.
+
 ${R.detached.count} detached containers started one after another (\`run -d --network none busybox sleep 3600\`):
 berth ${R.detached.berthSeconds.toFixed(1)} s, podman ${R.detached.podmanSeconds.toFixed(1)} s.
 
