@@ -488,6 +488,10 @@ export class BridgeNetworkService implements NetworkService {
       resolver: {
         allowed: (client) => isIpv4(client) && contains(subnet, parseIp(client)),
         lookup: (name) => this.#dnsLookup(n, name),
+        reverse: (ip) => {
+          const sb = this.#sandboxByIp(n.id, ip);
+          return sb ? `${sb.name}.${n.name}` : undefined;
+        },
         upstreams: (client) => {
           if (n.internal) return [];
           const sb = this.#sandboxByIp(n.id, client);

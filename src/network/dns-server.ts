@@ -15,6 +15,8 @@ import type { Packet } from 'dns-packet';
 export interface DnsResolver {
   /** Local A records for `name` (lower case, no trailing dot) asked by `client`; undefined: not local. */
   lookup(name: string, client: string): string[] | undefined;
+  /** PTR for an address on this network (Docker answers "<container>.<network>"). */
+  reverse?(ip: string): string | undefined;
   /** Upstream servers ("ip" or "ip:port") for this client; empty: do not forward. */
   upstreams(client: string): string[];
   /** Whether the client may use this server at all (inside the network's subnet). */
@@ -127,6 +129,11 @@ export class DnsServer {
     if (!this.#resolver.allowed(client)) return reply(RCODE.REFUSED);
     const question = q.questions[0]!;
     const name = question.name.toLowerCase().replace(/\.$/, '');
+    if (question.type === 'PTR' && name.endsWith('.in-addr.arpa')) {
+      const ip = name.slice(0, -'.in-addr.arpa'.length).split('.').reverse().join('.');
+      const ptr = this.#resolver.reverse?.(ip);
+      if (ptr) return reply(RCODE.NOERROR, [{ type: 'PTR', name: question.name, ttl: TTL, class: 'IN', data: ptr }]);
+    }
     const ips = this.#resolver.lookup(name, client);
     if (ips !== undefined) {
       // A local name: A records; other types exist-but-empty (NOERROR), as Docker answers AAAA.

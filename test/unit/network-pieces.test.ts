@@ -104,6 +104,7 @@ test('embedded DNS: local names, refusal outside the network, forwarding, intern
     resolver: {
       allowed: (c) => c === '127.0.0.1',
       lookup: (n) => (n === 'web' || n === 'web.mynet' ? ['10.0.0.2', '10.0.0.3'] : undefined),
+      reverse: (ip) => (ip === '10.0.0.2' ? 'web.mynet' : undefined),
       upstreams: () => upstreams,
     },
   });
@@ -116,6 +117,8 @@ test('embedded DNS: local names, refusal outside the network, forwarding, intern
     assert.equal(aaaa.rcode, 'NOERROR');
     assert.equal(aaaa.answers!.length, 0);
     assert.equal(dnsPacket.decode((await srv.answer(query('web'), '10.9.9.9', 'udp'))!).rcode, 'REFUSED');
+    const ptr = dnsPacket.decode((await srv.answer(query('2.0.0.10.in-addr.arpa', 'PTR'), '127.0.0.1', 'udp'))!);
+    assert.deepEqual(ptr.answers!.map((x) => x.data), ['web.mynet']);
     // Over the real UDP socket, forwarded upstream.
     const c = createSocket('udp4');
     const reply = await new Promise<Buffer>((res) => {
