@@ -131,8 +131,11 @@ export class ApiClient {
   /** Headers of the last `_ping`: OSType, Docker-Experimental, ... */
   pingHeaders: IncomingHttpHeaders = {};
 
-  constructor(host: string, opts: { version?: string; userAgent?: string } = {}) {
+  readonly #debug?: (msg: string) => void;
+
+  constructor(host: string, opts: { version?: string; userAgent?: string; debug?: (msg: string) => void } = {}) {
     this.host = host;
+    this.#debug = opts.debug;
     this.#endpoint = parseHost(host);
     this.#version = opts.version ?? CLIENT_API_VERSION;
     this.#pinned = opts.version !== undefined;
@@ -182,6 +185,7 @@ export class ApiClient {
         }
       }
       if (Buffer.isBuffer(payload)) headers['Content-Length'] = String(payload.length);
+      this.#debug?.(`${method} ${path}${encodeQuery(opts.query)}`);
       const req = http.request({ ...this.#endpoint, method, path: path + encodeQuery(opts.query), headers, signal: opts.signal });
       req.on('error', reject);
       req.on('response', resolve);
@@ -242,6 +246,7 @@ export class ApiClient {
         headers['Content-Type'] = 'application/json';
         headers['Content-Length'] = String(payload.length);
       }
+      this.#debug?.(`${method} ${this.#versioned(path)}${encodeQuery(opts.query)} (hijack)`);
       // A connection of its own: a hijacked socket must never come from (or go back to) a pool.
       const req = http.request({ ...this.#endpoint, agent: false, method, path: this.#versioned(path) + encodeQuery(opts.query), headers });
       req.on('error', (err) => reject(new ConnectError(this.host, err)));

@@ -60,7 +60,9 @@ export class Ctx {
   }
 
   get client(): ApiClient {
-    this.#client ??= new ApiClient(this.globals.host);
+    this.#client ??= new ApiClient(this.globals.host, {
+      debug: this.globals.debug ? (msg) => this.io.stderr.write(`DEBU[0000] ${msg}\n`) : undefined,
+    });
     return this.#client;
   }
 

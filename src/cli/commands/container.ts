@@ -602,7 +602,7 @@ export function prettyEvent(e: EventMessage): string {
   return s + '\n';
 }
 
-const events: Command = {
+export const events: Command = {
   name: 'events',
   usage: '[OPTIONS]',
   short: 'Get real time events from the server',

@@ -4,7 +4,7 @@ import { imageGroup, imageTopLevel } from './image.ts';
 import { inspect } from './inspect.ts';
 import { systemTopLevel, systemGroupBase } from './system.ts';
 import { registry } from './registry.ts';
-import { containerGroup, containerTopLevel } from './container.ts';
+import { containerGroup, containerTopLevel, events } from './container.ts';
 
 export const commands: Command[] = [
   ...containerTopLevel,
@@ -13,6 +13,6 @@ export const commands: Command[] = [
   ...systemTopLevel,
   containerGroup,
   imageGroup,
-  systemGroupBase,
+  { ...systemGroupBase, sub: [...(systemGroupBase.sub ?? []), events] },
   registry,
 ];
