@@ -588,6 +588,7 @@ export class ContainerService {
       }
       const devices: Array<OciDevice & { access: string }> = [];
       for (const d of hc.Devices ?? []) devices.push(await resolveDevice(d.PathOnHost, d.PathInContainer, d.CgroupPermissions));
+      if (hc.Privileged) devices.push(...(await hostDevices(devices.map((x) => x.path))));
       rec.cgroupParent = this.cgroups.parent;
       const spec = buildSpec({
         id, rootfs: rootPath, image: ic, create: createBody, user, files,
@@ -1321,6 +1322,27 @@ async function isMountPoint(path: string): Promise<boolean> {
   const mounts = await readFile('/proc/self/mountinfo', 'utf8');
   const esc = path.replace(/\\/g, '\\134').replace(/ /g, '\\040');
   return mounts.split('\n').some((l) => l.split(' ')[4] === esc);
+}
+
+/**
+ * The host's device nodes for --privileged (Docker gives them all): /dev and its
+ * subdirectories, minus what runc sets up itself (pts, the console, the default nodes).
+ */
+async function hostDevices(skip: string[]): Promise<Array<OciDevice & { access: string }>> {
+  const out: Array<OciDevice & { access: string }> = [];
+  const runcOwn = new Set(['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty', '/dev/console', '/dev/ptmx']);
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (depth < 2 && !['pts', 'shm', 'mqueue', 'fd'].includes(e.name)) await walk(p, depth + 1);
+      } else if ((e.isCharacterDevice() || e.isBlockDevice()) && !runcOwn.has(p) && !skip.includes(p)) {
+        out.push(await resolveDevice(p, p, 'rwm').catch(() => undefined) as OciDevice & { access: string });
+      }
+    }
+  };
+  await walk('/dev', 0);
+  return out.filter(Boolean);
 }
 
 async function resolveDevice(pathOnHost: string, inContainer: string | undefined, perms: string | undefined): Promise<OciDevice & { access: string }> {

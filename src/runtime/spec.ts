@@ -351,8 +351,9 @@ export function buildSpec(input: SpecInput): OciSpec {
   if (!privileged) {
     spec.linux.maskedPaths = [...MASKED_PATHS];
     spec.linux.readonlyPaths = [...READONLY_PATHS];
-    if (input.devices?.length) spec.linux.devices = input.devices.map(({ access: _a, ...d }) => d);
   }
+  // --device entries; with --privileged the caller passes the host's devices (Docker's behaviour).
+  if (input.devices?.length) spec.linux.devices = input.devices.map(({ access: _a, ...d }) => d);
   if (seccomp) spec.linux.seccomp = seccomp;
   return spec;
 }

@@ -296,3 +296,15 @@ test('log rotation with --log-opt max-size/max-file', { skip }, async () => {
   assert.match(logs.stdout, /^line-\d+-x+\n$/);
   ok(await docker(d, ['rm', '-f', 'rot']), 'rm');
 });
+
+test('--privileged: the daemon\'s capabilities, no seccomp, host devices, mounts allowed', { skip }, async () => {
+  const r = await docker(d, ['run', '--rm', '--privileged', 'busybox', 'sh', '-c', 'grep -E "CapEff|Seccomp:" /proc/self/status; ls /dev | wc -l; mount -t tmpfs t /tmp && echo mount-ok']);
+  ok(r, 'privileged');
+  const status = await readFile('/proc/self/status', 'utf8');
+  const hostBnd = /CapBnd:\s+([0-9a-f]+)/.exec(status)![1];
+  assert.match(r.stdout, new RegExp(`CapEff:\\s+${hostBnd}`));
+  assert.match(r.stdout, /Seccomp:\s+0/);
+  assert.match(r.stdout, /mount-ok/);
+  const ndev = Number(r.stdout.split('\n')[2]);
+  assert.ok(ndev > 20, `host devices present: ${ndev}`);
+});
