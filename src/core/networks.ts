@@ -6,8 +6,10 @@
 //   start  ................... setUp(req)       -> netnsPath for the OCI spec + /etc files
 //   runc create/start ........ the OCI spec joins `netnsPath` ({type: 'network', path})
 //   running .................. connect/disconnect (POST /networks/{id}/connect) work live
-//   process exited ........... tearDown(id)     -> lease freed, rules and proxies removed,
-//                                                  netns unmounted; may run off the critical path
+//   process exited ........... tearDown(id)     -> resolves once published ports are free and
+//                                                  DNS names gone; netns unmount, rules and the
+//                                                  lease follow in the background (under the
+//                                                  container's lock: a new setUp waits for them)
 //   rm ....................... forget(id)       -> the remembered endpoint config is dropped
 //
 // The network service CREATES the network namespace itself (a bind-mounted nsfs file under
@@ -21,8 +23,9 @@
 //   'none'              netns with lo only; netnsPath set, no endpoints.
 //   'host'              no netns: netnsPath undefined, the OCI spec must NOT add a network
 //                       namespace; /etc/hosts and /etc/resolv.conf are copies of the host's.
-//   'container:<id>'    the caller resolves <id> to a full container ID; netnsPath is that
-//                       container's netns (NotFound if it is not running), its /etc files reused.
+//   'container:<ref>'   <ref> is a full ID (names and prefixes are resolved too); netnsPath is
+//                       that container's netns (FailedPrecondition if it does not run); its /etc
+//                       files are copied.
 //   '', 'default', 'bridge'  the default bridge network.
 //   anything else       a network name or ID (user-defined bridge network).
 
@@ -182,7 +185,7 @@ export interface NetworkService {
   /** Build the sandbox for a starting container. On failure nothing is left behind. */
   setUp(req: SandboxRequest): Promise<Sandbox>;
   /** Undo setUp once the container's processes are gone. Idempotent; safe to call without a
-   *  prior setUp. May be called without awaiting it (errors are logged, not thrown). */
+   *  prior setUp. Never throws (errors are logged); resolves after the fast part (see above). */
   tearDown(containerId: string): Promise<void>;
   /** Drop what the service remembers about a removed container (tears down first if needed). */
   forget(containerId: string): Promise<void>;
