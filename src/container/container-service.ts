@@ -912,15 +912,18 @@ export class ContainerService {
     await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
     await this.#d.networks()?.forget(rec.id).catch(() => {});
     await this.#d.volumes()?.release(rec.id, { removeAnonymous: volumes || rec.hostConfig.AutoRemove === true }).catch(() => {});
-    await this.#d.snapshotter()?.remove(rec.id).catch((err: unknown) => {
-      if (!isKind(err, 'NotFound')) this.#d.log.warn({ container: rec.id, err: errorMessage(err) }, 'snapshot remove failed');
-    });
-    await this.store.delete(rec);
+    // Gone for the API from here on (name free, 'removed' waiters answered: `run --rm` returns);
+    // the files go right after. A crash in between leaves a record that restore removes again.
+    this.store.forget(rec);
     this.#restart.delete(rec.id);
     this.events.emit('container', 'destroy', rec.id, this.#attrs(rec));
     this.#notify(rec.id, 'removed', rec.state.exitCode, rec.state.error || undefined);
     this.#exitSignals.get(rec.id)?.resolve();
     this.#exitSignals.delete(rec.id);
+    await this.#d.snapshotter()?.remove(rec.id).catch((err: unknown) => {
+      if (!isKind(err, 'NotFound')) this.#d.log.warn({ container: rec.id, err: errorMessage(err) }, 'snapshot remove failed');
+    });
+    await this.store.deleteFiles(rec.id);
   }
 
   /** Runtime state, cgroups, mounts and runtime files of a container (not its record or snapshot). */

@@ -158,8 +158,17 @@ export class ContainerStore {
   }
 
   async delete(rec: ContainerRecord): Promise<void> {
+    this.forget(rec);
+    await this.deleteFiles(rec.id);
+  }
+
+  /** Drop from memory only (the API no longer sees it); deleteFiles removes it from disk. */
+  forget(rec: ContainerRecord): void {
     this.#byId.delete(rec.id);
     this.releaseName(rec.name, rec.id);
-    await rm(this.paths.dir(rec.id), { recursive: true, force: true });
+  }
+
+  async deleteFiles(id: string): Promise<void> {
+    await rm(this.paths.dir(id), { recursive: true, force: true });
   }
 }
