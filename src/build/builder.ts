@@ -24,11 +24,10 @@ import { mkdir, rm, writeFile, chmod } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { chainIds } from '../core/chain-id.ts';
 import { sha256, shortId, type Digest } from '../core/digest.ts';
-import { BerthError, errorMessage, invalidArgument, isKind, notFound, notImplemented } from '../core/errors.ts';
+import { BerthError, errorMessage, invalidArgument, isKind, notFound } from '../core/errors.ts';
 import type { ImageRecord, ResolvedImage } from '../core/images.ts';
-import { MediaType, formatPlatform, hostPlatform, type ContainerConfig, type HistoryEntry, type ImageConfig, type ImageManifest, type Platform } from '../core/oci.ts';
+import { MediaType, formatPlatform, type ContainerConfig, type HistoryEntry, type ImageConfig, type ImageManifest, type Platform } from '../core/oci.ts';
 import type { Mount, Snapshotter } from '../core/snapshots.ts';
 import type { ContentStore } from '../content/content-store.ts';
 import type { Host } from '../host/host.ts';
@@ -370,8 +369,7 @@ class BuildRun {
     out(`Step ${this.#stepNo.get(node) ?? '?'}/${this.#total} : ${text}\n`);
   }
 
-  #expand(word: string, env: Env, line: number, opts: { words?: false } = {}): string {
-    void opts;
+  #expand(word: string, env: Env, line: number): string {
     try {
       return processWord(word, env, { escape: this.#df?.directives.escape ?? '\\' });
     } catch (err) {
@@ -397,7 +395,7 @@ class BuildRun {
     const st = await this.#from(stage);
     for (const ins of stage.instructions) {
       if (this.#req.signal?.aborted) throw new BerthError('Canceled', 'build canceled');
-      await this.#instruction(stage, st, ins);
+      await this.#instruction(st, ins);
     }
     this.#stageDone(stage.index);
     return st;
@@ -448,7 +446,7 @@ class BuildRun {
         } catch (err) {
           throw new DockerfileError(this.#dfName(), from.line, `invalid ONBUILD trigger ${JSON.stringify(t)}: ${errorMessage(err)}`);
         }
-        await this.#instruction(stage, st, ins, true);
+        await this.#instruction(st, ins, true);
       }
     } else if (triggers.length) cc.OnBuild = null;
     return st;
@@ -520,7 +518,7 @@ class BuildRun {
   // -------------------------------------------------------------------------------------------
   // Instructions
 
-  async #instruction(stage: Stage, st: StageState, ins: Instruction, trigger = false): Promise<void> {
+  async #instruction(st: StageState, ins: Instruction, trigger = false): Promise<void> {
     this.#step(st.out, ins, trigger ? ins.original : ins.original.replace(/^\S+/, ins.kind));
     const cc = (st.config.config ??= {});
     const env = this.#env(st);
@@ -697,7 +695,7 @@ class BuildRun {
 
   async #run(st: StageState, ins: RunInstruction): Promise<void> {
     for (const m of ins.mounts) {
-      throw new DockerfileError(this.#dfName(), ins.line, `RUN --mount=type=${m.fields.type ?? 'bind'} is not supported by this builder (it needs BuildKit); remove the flag`);
+      throw new DockerfileError(this.#dfName(), ins.line, `the --mount option requires BuildKit (RUN --mount=type=${m.fields.type ?? 'bind'} is not supported by berth's builder)`);
     }
     const cc = (st.config.config ??= {});
     const shell = cc.Shell?.length ? cc.Shell : DEFAULT_SHELL;

@@ -1,30 +1,32 @@
 // The build context: the tar a client sends with `POST /build` (plain or gzip/zstd), read as a
-// stream into a private temp directory, with a content digest per regular file computed in the
-// same pass (the step cache keys on them).
+// stream into an index of entries with a content digest per regular file computed in the same
+// pass (the step cache keys on them). Nothing is laid out as a tree on disk: small file bodies
+// stay in memory and large ones are spilled to flat numbered files in a private temp dir, so a
+// rebuild whose steps all hit the cache writes no context file at all, and a COPY writes each
+// file once, straight into the build root.
 //
 // Confinement: entry names are cleaned (absolute names are rooted at the context, `..` that
-// climbs out is refused) and parent directories are resolved with secure-join, so a symlink
-// planted by an earlier entry is followed only inside the context dir. Symlinks are stored as
-// written; COPY resolves its source paths inside the context root (a symlink to `/etc/passwd`
-// means `<context>/etc/passwd`), and a symlink inside a copied directory is copied as a
-// symlink, never followed. Hardlinks must point at a regular file already in the context.
-// Device nodes and FIFOs are skipped (Docker's client never sends them for a context).
+// climbs out is refused). Symlinks are kept as written; resolving a COPY source follows them
+// inside the context only (a symlink to `/etc/passwd` means the context's `etc/passwd`), and a
+// symlink inside a copied directory is copied as a symlink, never followed. Hardlinks must point
+// at a regular file already in the context. Device nodes and FIFOs are skipped (Docker's client
+// never sends them for a context).
 import { createHash } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { chmod, link, lstat, mkdir, mkdtemp, open, readFile, readlink, realpath, rm, symlink, utimes, lutimes } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { posix, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { invalidArgument, notFound } from '../core/errors.ts';
-import { cleanEntryName, secureJoin, secureResolve } from '../layer/secure-join.ts';
+import { cleanEntryName, secureResolve } from '../layer/secure-join.ts';
 import { autoDecompress } from '../layer/compression.ts';
 import { Dockerignore } from './dockerignore.ts';
 
 export type ContextEntryType = 'file' | 'directory' | 'symlink';
 
 export interface ContextEntry {
-  /** Clean path relative to the context root ('' is the root). */
+  /** Clean path relative to the tree root ('' is the root). */
   path: string;
   type: ContextEntryType;
   mode: number;
@@ -33,6 +35,10 @@ export interface ContextEntry {
   /** sha256 of the body for files; of the target for symlinks. */
   digest?: string;
   linkname?: string;
+  /** A file's body in memory, or ... */
+  data?: Buffer;
+  /** ... the absolute path of a file holding it. */
+  source?: string;
 }
 
 export interface ContextLimits {
@@ -40,24 +46,14 @@ export interface ContextLimits {
   maxBytes?: number;
   /** Upper bound on entries (default 1M). */
   maxEntries?: number;
+  /** File bodies kept in memory, in all (default 512 MiB); the rest is spilled to disk. */
+  maxMemory?: number;
   signal?: AbortSignal;
 }
 
-/** Files up to this size are buffered and written in parallel during extraction. */
+/** Files up to this size are kept in memory (while the memory budget lasts). */
 const SMALL_FILE = 256 * 1024;
-const PARALLEL_WRITES = 32;
-
-/** Create a file that must not exist yet (O_EXCL|O_NOFOLLOW), with mode and mtime. */
-async function writeNew(path: string, data: Buffer, mode: number, mtime: Date): Promise<void> {
-  const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o777);
-  try {
-    if (data.length) await fh.write(data);
-    await fh.chmod(mode);
-    await fh.utimes(mtime, mtime);
-  } finally {
-    await fh.close();
-  }
-}
+const MAX_SYMLINKS = 40;
 
 /** A read-only tree COPY can take sources from (the context, or another stage's rootfs). */
 export interface SourceTree {
@@ -69,28 +65,35 @@ export interface SourceTree {
   list(dir: string): Promise<ContextEntry[]>;
   /** All paths in the tree (glob matching), sorted. */
   allPaths(): Promise<string[]>;
+  /** Follow symlinks inside the tree (the tree is `/`); undefined if the path does not exist. */
+  resolve(rel: string): Promise<string | undefined>;
+  /** A path on disk holding a file entry's body. */
+  pathOf(e: ContextEntry): Promise<string>;
 }
 
 const sha = (b: string | Uint8Array) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 
 export class BuildContext implements SourceTree {
+  /** Private spill directory (large file bodies as numbered files). */
   readonly root: string;
   readonly #entries = new Map<string, ContextEntry>();
   #sorted: string[] | undefined;
+  #spilled = 0;
+  #memory = 0;
 
   private constructor(root: string) {
     this.root = root;
     this.#entries.set('', { path: '', type: 'directory', mode: 0o755, size: 0, mtime: new Date(0) });
   }
 
-  /** An empty context in a new temp dir under `parent` (`docker build - < Dockerfile`). */
+  /** An empty context with its spill dir under `parent`. */
   static async empty(parent: string): Promise<BuildContext> {
     await mkdir(parent, { recursive: true, mode: 0o700 });
     const dir = await mkdtemp(join(parent, 'ctx-'));
     return new BuildContext(await realpath(dir));
   }
 
-  /** Read a (possibly compressed) context tar into a new temp dir under `parent`. */
+  /** Read a (possibly compressed) context tar. */
   static async fromTar(stream: Readable, parent: string, limits: ContextLimits = {}): Promise<BuildContext> {
     const ctx = await BuildContext.empty(parent);
     try {
@@ -105,10 +108,8 @@ export class BuildContext implements SourceTree {
   /** The context when the body is a bare Dockerfile (no tar): only that file. */
   static async fromDockerfile(text: Buffer, parent: string, name = 'Dockerfile'): Promise<BuildContext> {
     const ctx = await BuildContext.empty(parent);
-    const p = join(ctx.root, name);
-    await mkdir(posix.dirname(p), { recursive: true });
-    await (await open(p, 'wx', 0o644)).writeFile(text).then(() => undefined);
-    ctx.#entries.set(name, { path: name, type: 'file', mode: 0o644, size: text.length, mtime: new Date(), digest: sha(text) });
+    const clean = cleanEntryName(name) || 'Dockerfile';
+    ctx.#put({ path: clean, type: 'file', mode: 0o644, size: text.length, mtime: new Date(), digest: sha(text), data: text });
     return ctx;
   }
 
@@ -127,11 +128,10 @@ export class BuildContext implements SourceTree {
   async #extract(stream: Readable, limits: ContextLimits): Promise<void> {
     const maxBytes = limits.maxBytes ?? 64 * 1024 ** 3;
     const maxEntries = limits.maxEntries ?? 1_000_000;
+    const maxMemory = limits.maxMemory ?? 512 * 1024 * 1024;
     let bytes = 0;
     let count = 0;
     const ex = tarExtract();
-    const inflight = new Set<Promise<void>>();
-    let writeError: unknown;
     let feedError: unknown;
     const feeding = pipeline(stream, autoDecompress(), ex as unknown as NodeJS.WritableStream, { signal: limits.signal } as object).catch((err: unknown) => {
       feedError = err;
@@ -146,115 +146,81 @@ export class BuildContext implements SourceTree {
         const isFile = h.type === 'file' || h.type === 'contiguous-file';
         bytes += isFile ? (h.size ?? 0) : 0;
         if (bytes > maxBytes) throw invalidArgument(`build context exceeds ${maxBytes} bytes`);
-        if (writeError !== undefined) throw writeError;
-        // Small new files are written in parallel (file writes are latency-bound); anything
-        // else waits for them, so ordering between entries that touch the same path holds.
-        if (isFile && (h.size ?? 0) <= SMALL_FILE && name !== '' && !this.#entries.has(name)) {
-          await this.#ensureParents(name);
-          if (this.#realDirs(posix.dirname(name))) {
-            const chunks: Buffer[] = [];
-            for await (const c of entry as AsyncIterable<Buffer>) chunks.push(c);
-            const data = Buffer.concat(chunks);
-            const mode = (h.mode ?? 0o644) & 0o7777;
-            const mtime = h.mtime ?? new Date(0);
-            this.#put({ path: name, type: 'file', mode, size: data.length, mtime, digest: sha(data) });
-            if (inflight.size >= PARALLEL_WRITES) await Promise.race(inflight);
-            const task: Promise<void> = writeNew(posix.join(this.root, name), data, mode, mtime)
-              .catch((err: unknown) => {
-                writeError ??= err;
-              })
-              .finally(() => inflight.delete(task));
-            inflight.add(task);
-            continue;
-          }
+        if (name !== '') {
+          this.#parents(name);
+          await this.#entry(name, h, entry, maxMemory);
         }
-        await Promise.all(inflight);
-        if (writeError !== undefined) throw writeError;
-        await this.#entry(name, h, entry);
         entry.resume();
       }
-      await Promise.all(inflight);
-      if (writeError !== undefined) throw writeError;
     } catch (err) {
       ex.destroy();
       stream.destroy();
       await feeding;
-      await Promise.all(inflight);
       throw err;
     }
     await feeding;
     if (feedError !== undefined) throw invalidArgument(`invalid build context: ${(feedError as Error).message}`);
   }
 
-  async #entry(name: string, h: Header, body: Readable): Promise<void> {
+  async #entry(name: string, h: Header, body: Readable, maxMemory: number): Promise<void> {
     const mode = (h.mode ?? 0o644) & 0o7777;
     const mtime = h.mtime ?? new Date(0);
-    if (name === '') return;
-    await this.#ensureParents(name);
-    // Fast path: every ancestor is a directory this extraction made (no symlink can be on the
-    // way), so the lexical path is the resolved one. Otherwise resolve inside the root.
-    const parentRel = posix.dirname(name);
-    const target = this.#realDirs(parentRel)
-      ? posix.join(this.root, name)
-      : posix.join(await secureJoin(this.root, parentRel), posix.basename(name));
-    const rel = posix.relative(this.root, target);
-    // Only paths this extraction created can exist (the directory started empty).
-    const exists = this.#entries.has(rel);
+    const prev = this.#entries.get(name);
+    if (prev) this.#drop(name);
     switch (h.type) {
-      case 'directory': {
-        const st = exists ? await lstat(target).catch(() => undefined) : undefined;
-        if (st && !st.isDirectory()) await rm(target, { recursive: true, force: true });
-        if (!st || !st.isDirectory()) await mkdir(target, { mode: (mode | 0o700) & 0o777 });
-        await chmod(target, mode | 0o700);
-        this.#put({ path: rel, type: 'directory', mode, size: 0, mtime });
+      case 'directory':
+        this.#put({ path: name, type: 'directory', mode, size: 0, mtime });
         return;
-      }
       case 'file':
       case 'contiguous-file': {
-        if (exists) await rm(target, { recursive: true, force: true });
+        const size = h.size ?? 0;
         const hash = createHash('sha256');
-        const fh = await open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o777);
+        if (size <= SMALL_FILE && this.#memory + size <= maxMemory) {
+          const chunks: Buffer[] = [];
+          for await (const c of body as AsyncIterable<Buffer>) {
+            hash.update(c);
+            chunks.push(c);
+          }
+          const data = Buffer.concat(chunks);
+          this.#memory += data.length;
+          this.#put({ path: name, type: 'file', mode, size: data.length, mtime, digest: 'sha256:' + hash.digest('hex'), data });
+          return;
+        }
+        const source = join(this.root, `f${++this.#spilled}`);
+        const fh = await open(source, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        let n = 0;
         try {
-          // Small files in one write; large ones in batches of chunks (fewer syscalls).
           let batch: Buffer[] = [];
-          let n = 0;
+          let pending = 0;
           for await (const c of body as AsyncIterable<Buffer>) {
             hash.update(c);
             batch.push(c);
+            pending += c.length;
             n += c.length;
-            if (n >= 1 << 20) {
+            if (pending >= 1 << 20) {
               await fh.writev(batch);
               batch = [];
-              n = 0;
+              pending = 0;
             }
           }
           if (batch.length) await fh.writev(batch);
-          // The umask may have taken bits; setuid/setgid/sticky need an explicit chmod.
-          await fh.chmod(mode);
-          await fh.utimes(mtime, mtime);
         } finally {
           await fh.close();
         }
-        this.#put({ path: rel, type: 'file', mode, size: h.size ?? 0, mtime, digest: 'sha256:' + hash.digest('hex') });
+        this.#put({ path: name, type: 'file', mode, size: n, mtime, digest: 'sha256:' + hash.digest('hex'), source });
         return;
       }
       case 'symlink': {
-        if (exists) await rm(target, { recursive: true, force: true });
         const linkname = h.linkname ?? '';
-        await symlink(linkname, target);
-        await lutimes(target, mtime, mtime).catch(() => {});
-        this.#put({ path: rel, type: 'symlink', mode: 0o777, size: 0, mtime, linkname, digest: sha('symlink:' + linkname) });
+        this.#put({ path: name, type: 'symlink', mode: 0o777, size: 0, mtime, linkname, digest: sha('symlink:' + linkname) });
         return;
       }
       case 'link': {
         const tname = cleanEntryName(h.linkname ?? '');
         if (tname === undefined || tname === '') throw invalidArgument(`invalid build context entry ${JSON.stringify(h.name)}: hardlink target escapes the context`);
-        const src = await secureJoin(this.root, tname, { noFollowLast: true });
-        const srcEntry = this.#entries.get(posix.relative(this.root, src));
-        if (!srcEntry || srcEntry.type !== 'file') throw invalidArgument(`invalid build context entry ${JSON.stringify(h.name)}: hardlink to a missing or non-regular file`);
-        await rm(target, { recursive: true, force: true });
-        await link(src, target);
-        this.#put({ ...srcEntry, path: rel });
+        const target = this.#entries.get(tname);
+        if (!target || target.type !== 'file') throw invalidArgument(`invalid build context entry ${JSON.stringify(h.name)}: hardlink to a missing or non-regular file`);
+        this.#put({ ...target, path: name });
         return;
       }
       default:
@@ -263,31 +229,20 @@ export class BuildContext implements SourceTree {
     }
   }
 
-  /** Are `rel` and all its ancestors directories created by this extraction? */
-  #realDirs(rel: string): boolean {
-    if (rel === '.' || rel === '') return true;
-    for (let p = rel; p !== '.' && p !== ''; p = posix.dirname(p)) {
-      if (this.#entries.get(p)?.type !== 'directory') return false;
+  /** Tars may omit directory entries: missing parents are 0755 directories. */
+  #parents(name: string): void {
+    let p = posix.dirname(name);
+    const missing: string[] = [];
+    while (p !== '.' && p !== '' && !this.#entries.has(p)) {
+      missing.push(p);
+      p = posix.dirname(p);
     }
-    return true;
-  }
-
-  /** Tars may omit directory entries; create missing parents (inside the root) as 0755. */
-  async #ensureParents(name: string): Promise<void> {
-    const parts = name.split('/');
-    let cur = '';
-    for (let i = 0; i < parts.length - 1; i++) {
-      cur = cur ? `${cur}/${parts[i]}` : parts[i]!;
-      if (this.#entries.get(cur)?.type === 'directory') continue;
-      const p = await secureJoin(this.root, cur);
-      const st = await lstat(p).catch(() => undefined);
-      if (!st) {
-        await mkdir(p, { recursive: true, mode: 0o755 });
-        this.#put({ path: posix.relative(this.root, p), type: 'directory', mode: 0o755, size: 0, mtime: new Date(0) });
-      } else if (!st.isDirectory()) {
-        throw invalidArgument(`invalid build context entry ${JSON.stringify(name)}: a parent is not a directory`);
-      }
+    // An entry "below" a symlink or a file would be written through it when copied: refused.
+    for (let q = p; q !== '.' && q !== ''; q = posix.dirname(q)) {
+      const e = this.#entries.get(q);
+      if (e && e.type !== 'directory') throw invalidArgument(`invalid build context entry ${JSON.stringify(name)}: ${q} is not a directory`);
     }
+    for (const m of missing) this.#put({ path: m, type: 'directory', mode: 0o755, size: 0, mtime: new Date(0) });
   }
 
   #put(e: ContextEntry): void {
@@ -295,39 +250,41 @@ export class BuildContext implements SourceTree {
     this.#sorted = undefined;
   }
 
-  /** Read a small file (Dockerfile, .dockerignore) resolved inside the context; undefined if absent. */
-  async readFile(rel: string, maxBytes = 16 * 1024 * 1024): Promise<Buffer | undefined> {
-    const p = await secureJoin(this.root, rel);
-    let st;
-    try {
-      st = await lstat(p);
-    } catch {
-      return undefined;
+  /** Remove an entry and, for a directory, everything below it (a later entry replaced it). */
+  #drop(path: string): void {
+    const prefix = path + '/';
+    for (const k of [...this.#entries.keys()]) {
+      if (k === path || k.startsWith(prefix)) {
+        const e = this.#entries.get(k)!;
+        if (e.data) this.#memory -= e.data.length;
+        this.#entries.delete(k);
+      }
     }
-    if (!st.isFile()) return undefined;
-    if (st.size > maxBytes) throw invalidArgument(`${rel} is larger than ${maxBytes} bytes`);
-    return readFile(p);
+    this.#sorted = undefined;
   }
 
-  /**
-   * Apply .dockerignore: excluded entries disappear from the context (disk and index). Paths in
-   * `keep` stay readable by the builder but disappear too if excluded (Docker reads the
-   * Dockerfile before removing it).
-   */
+  /** Read a small file (Dockerfile, .dockerignore) resolved inside the context; undefined if absent. */
+  async readFile(rel: string, maxBytes = 16 * 1024 * 1024): Promise<Buffer | undefined> {
+    const p = await this.resolve(rel);
+    const e = p === undefined ? undefined : this.#entries.get(p);
+    if (!e || e.type !== 'file') return undefined;
+    if (e.size > maxBytes) throw invalidArgument(`${rel} is larger than ${maxBytes} bytes`);
+    return e.data ?? readFile(e.source!);
+  }
+
+  /** Apply .dockerignore: excluded entries disappear (a directory stays if a child is re-included). */
   async applyIgnore(di: Dockerignore): Promise<number> {
     if (di.empty) return 0;
     let removed = 0;
     // Longest paths first so files go before their directories.
     for (const p of [...this.#entries.keys()].sort((a, b) => b.length - a.length)) {
-      if (p === '') continue;
+      if (p === '' || !this.#entries.has(p) || !di.excludes(p)) continue;
       const e = this.#entries.get(p)!;
-      if (!di.excludes(p)) continue;
       if (e.type === 'directory') {
-        // A directory with a re-included child stays (as the child's parent).
         const prefix = p + '/';
         if ([...this.#entries.keys()].some((k) => k.startsWith(prefix))) continue;
       }
-      await rm(join(this.root, p), { recursive: true, force: true });
+      if (e.data) this.#memory -= e.data.length;
       this.#entries.delete(p);
       removed++;
     }
@@ -349,6 +306,46 @@ export class BuildContext implements SourceTree {
     this.#sorted ??= [...this.#entries.keys()].sort();
     return this.#sorted;
   }
+
+  /**
+   * Resolve a path as the kernel would with the context as `/`: symlinks in every component
+   * (the last included) are followed, absolute targets restart at the context root and `..`
+   * never climbs above it. Undefined when the path does not exist.
+   */
+  async resolve(rel: string): Promise<string | undefined> {
+    const out: string[] = [];
+    let pending = rel.split('/').filter((c) => c !== '' && c !== '.');
+    let links = 0;
+    while (pending.length) {
+      const c = pending.shift()!;
+      if (c === '..') {
+        out.pop();
+        continue;
+      }
+      const p = [...out, c].join('/');
+      const e = this.#entries.get(p);
+      if (!e) return undefined;
+      if (e.type === 'symlink') {
+        if (++links > MAX_SYMLINKS) throw invalidArgument(`path ${JSON.stringify(rel)}: too many levels of symbolic links`);
+        const t = e.linkname ?? '';
+        if (t.startsWith('/')) out.length = 0;
+        pending = [...t.split('/').filter((x) => x !== '' && x !== '.'), ...pending];
+        continue;
+      }
+      if (e.type !== 'directory' && pending.length) return undefined;
+      out.push(c);
+    }
+    return out.join('/');
+  }
+
+  /** A file's body on disk (spilling an in-memory body), for tools that need a path (ADD archives). */
+  async pathOf(e: ContextEntry): Promise<string> {
+    if (e.source) return e.source;
+    const source = join(this.root, `f${++this.#spilled}`);
+    await writeFile(source, e.data ?? Buffer.alloc(0), { mode: 0o600, flag: 'wx' });
+    e.source = source;
+    return source;
+  }
 }
 
 function cleanRel(p: string): string {
@@ -366,6 +363,15 @@ export class DirectoryTree implements SourceTree {
 
   constructor(root: string) {
     this.root = root;
+  }
+
+  async resolve(rel: string): Promise<string | undefined> {
+    const r = await secureResolve(this.root, rel);
+    return (await this.entry(r)) ? r : undefined;
+  }
+
+  async pathOf(e: ContextEntry): Promise<string> {
+    return join(this.root, e.path);
   }
 
   async entry(rel: string): Promise<ContextEntry | undefined> {
@@ -386,7 +392,7 @@ export class DirectoryTree implements SourceTree {
     } else if (st.isDirectory()) {
       e = { path: p, type: 'directory', mode: st.mode & 0o7777, size: 0, mtime: st.mtime };
     } else if (st.isFile()) {
-      e = { path: p, type: 'file', mode: st.mode & 0o7777, size: st.size, mtime: st.mtime, digest: await fileDigest(join(this.root, p)) };
+      e = { path: p, type: 'file', mode: st.mode & 0o7777, size: st.size, mtime: st.mtime, digest: await fileDigest(join(this.root, p)), source: join(this.root, p) };
     } else {
       this.#cache.set(p, null);
       return undefined;
@@ -446,8 +452,8 @@ export async function fileDigest(path: string): Promise<string> {
  * followed with the tree root as `/`. Returns the clean relative path, or NotFound.
  */
 export async function resolveSource(tree: SourceTree, rel: string): Promise<string> {
-  const r = await secureResolve(tree.root, rel);
-  if (!(await tree.entry(r))) throw notFound(`"${rel.replace(/^\/+/, '')}": not found`);
+  const r = await tree.resolve(rel);
+  if (r === undefined || !(await tree.entry(r))) throw notFound(`"${rel.replace(/^\/+/, '')}": not found`);
   return r;
 }
 

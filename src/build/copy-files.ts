@@ -16,7 +16,7 @@ import { secureJoin } from '../layer/secure-join.ts';
 import { applyLayer } from '../layer/tar-apply.ts';
 import { autoDecompress } from '../layer/compression.ts';
 import { parseGroup, parsePasswd, readEtcFile } from '../runtime/user.ts';
-import type { ContextEntry, SourceTree } from './context.ts';
+import { DirectoryTree, type ContextEntry, type SourceTree } from './context.ts';
 
 export interface CopyItem {
   tree: SourceTree;
@@ -52,8 +52,11 @@ export async function copyInto(root: string, items: readonly CopyItem[], dest: s
       await mkdirAll(root, dest, opts);
       if (fresh) {
         // A destination this step creates holds nothing planted by the image (no symlink to
-        // write through): one cp does the whole tree natively.
-        await copyTreeFresh(posix.join(item.tree.root, item.path), await secureJoin(root, dest), opts);
+        // write through), so paths below it are joined lexically: a mounted tree is copied
+        // by one cp, the context's entries are written straight from memory.
+        const destAbs = await secureJoin(root, dest);
+        if (item.tree instanceof DirectoryTree) await copyTreeFresh(posix.join(item.tree.root, item.path), destAbs, opts);
+        else await writeTreeFresh(item.tree, item.path, destAbs, opts);
         continue;
       }
       for (const child of await item.tree.list(item.path)) {
@@ -64,7 +67,7 @@ export async function copyInto(root: string, items: readonly CopyItem[], dest: s
     }
     const target = destIsDir ? posix.join(dest, posix.basename(item.path)) : dest;
     if (opts.extractArchives && e.type === 'file') {
-      const src = posix.join(item.tree.root, item.path);
+      const src = await item.tree.pathOf(e);
       const kind = await archiveKind(src);
       if (kind) {
         await mkdirAll(root, dest, opts);
@@ -75,6 +78,71 @@ export async function copyInto(root: string, items: readonly CopyItem[], dest: s
     }
     await mkdirAll(root, posix.dirname(target), opts);
     await copyEntry(root, item.tree, e, target, opts);
+  }
+}
+
+/** Create file `abs` (must not exist) with the entry's body, mode, owner and mtime. */
+async function writeEntryFile(tree: SourceTree, e: ContextEntry, abs: string, opts: CopyOptions): Promise<void> {
+  const mode = opts.chmod ?? e.mode;
+  if (e.data === undefined) {
+    await copyFile(await tree.pathOf(e), abs, fsc.COPYFILE_EXCL);
+    await chmod(abs, mode);
+    if (isRoot) await lchown(abs, opts.uid, opts.gid);
+    await utimes(abs, e.mtime, e.mtime);
+    return;
+  }
+  const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o777);
+  try {
+    if (e.data.length) await fh.write(e.data);
+    await fh.chmod(mode);
+    if (isRoot) await fh.chown(opts.uid, opts.gid);
+    await fh.utimes(e.mtime, e.mtime);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Parallel file writes (they are latency-bound; directories are made first, in order). */
+const PARALLEL_WRITES = 32;
+
+/** Write the entries under `src` of a tree into `dest`, a directory this step created. */
+async function writeTreeFresh(tree: SourceTree, src: string, dest: string, opts: CopyOptions): Promise<void> {
+  const children = await tree.list(src);
+  const rel = (p: string) => (src === '' ? p : p.slice(src.length + 1));
+  const dirs: Array<[string, ContextEntry]> = [];
+  for (const c of children) {
+    if (c.type !== 'directory') continue;
+    const abs = posix.join(dest, rel(c.path));
+    await mkdir(abs, { mode: 0o700 });
+    dirs.push([abs, c]);
+  }
+  const inflight = new Set<Promise<void>>();
+  let failed: unknown;
+  for (const c of children) {
+    if (c.type === 'directory') continue;
+    const abs = posix.join(dest, rel(c.path));
+    if (c.type === 'symlink') {
+      await symlink(c.linkname ?? '', abs);
+      if (isRoot) await lchown(abs, opts.uid, opts.gid);
+      await lutimes(abs, c.mtime, c.mtime).catch(() => {});
+      continue;
+    }
+    if (inflight.size >= PARALLEL_WRITES) await Promise.race(inflight);
+    if (failed !== undefined) break;
+    const t: Promise<void> = writeEntryFile(tree, c, abs, opts)
+      .catch((err: unknown) => {
+        failed ??= err;
+      })
+      .finally(() => inflight.delete(t));
+    inflight.add(t);
+  }
+  await Promise.all(inflight);
+  if (failed !== undefined) throw failed;
+  // Directory attributes last: writing children changes a directory's mtime.
+  for (const [abs, c] of dirs.reverse()) {
+    await chmod(abs, opts.chmod ?? c.mode);
+    if (isRoot) await lchown(abs, opts.uid, opts.gid);
+    await utimes(abs, c.mtime, c.mtime);
   }
 }
 
@@ -120,7 +188,6 @@ async function copyEntry(root: string, tree: SourceTree, e: ContextEntry, target
   const abs = posix.join(parent, posix.basename(target));
   if (abs === root) return;
   const existing = await lstat(abs).catch(() => undefined);
-  const src = posix.join(tree.root, e.path);
   switch (e.type) {
     case 'directory': {
       if (existing && !existing.isDirectory()) await rm(abs, { force: true });
@@ -135,10 +202,7 @@ async function copyEntry(root: string, tree: SourceTree, e: ContextEntry, target
         if (existing.isDirectory()) throw invalidArgument(`cannot copy file to ${target}: it is a directory`);
         await rm(abs, { force: true });
       }
-      await copyFile(src, abs, fsc.COPYFILE_EXCL);
-      await chmod(abs, opts.chmod ?? e.mode);
-      if (isRoot) await lchown(abs, opts.uid, opts.gid);
-      await utimes(abs, e.mtime, e.mtime);
+      await writeEntryFile(tree, e, abs, opts);
       return;
     }
     case 'symlink': {
