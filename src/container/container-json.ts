@@ -59,6 +59,16 @@ const HOSTCONFIG_DEFAULTS = {
   MaskedPaths: [], ReadonlyPaths: [],
 };
 
+/** none/host containers are not the network service's business; Docker still lists the mode. */
+function withModeNetwork(rec: ContainerRecord, net: NetworkSettings | undefined): NetworkSettings {
+  const n = net ?? emptyNetworkSettings();
+  const mode = rec.hostConfig.NetworkMode;
+  if ((mode === 'none' || mode === 'host') && Object.keys(n.Networks ?? {}).length === 0) {
+    n.Networks = { [mode]: { IPAMConfig: null, Links: null, Aliases: null, NetworkID: '', EndpointID: '', Gateway: '', IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, MacAddress: '', DriverOpts: null, DNSNames: null } };
+  }
+  return n;
+}
+
 export function inspectJson(rec: ContainerRecord, paths: ContainerPaths, opts: { network?: NetworkSettings; execIds?: string[]; sizeRw?: number } = {}): Record<string, unknown> {
   const st = rec.state;
   const running = st.status === 'running' || st.status === 'paused';
@@ -105,12 +115,12 @@ export function inspectJson(rec: ContainerRecord, paths: ContainerPaths, opts: {
       OnBuild: null, Labels: {},
       ...rec.config,
     },
-    NetworkSettings: opts.network ?? emptyNetworkSettings(),
+    NetworkSettings: withModeNetwork(rec, opts.network),
   };
 }
 
 export function summaryJson(rec: ContainerRecord, opts: { network?: NetworkSettings; sizeRw?: number } = {}): Record<string, unknown> {
-  const net = opts.network ?? emptyNetworkSettings();
+  const net = withModeNetwork(rec, opts.network);
   const ports: Array<{ IP?: string; PrivatePort: number; PublicPort?: number; Type: string }> = [];
   for (const [k, binds] of Object.entries(net.Ports ?? {})) {
     const [p, proto = 'tcp'] = k.split('/');
