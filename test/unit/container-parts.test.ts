@@ -143,8 +143,8 @@ test('ps status text and filters; inspect shape', () => {
   assert.equal((j.HostConfig as { LogConfig: { Type: string } }).LogConfig.Type, 'json-file');
   assert.equal(j.Name, '/web');
   assert.equal(j.Path, 'sh');
-  const none = inspectJson(record({ hostConfig: { NetworkMode: 'none' } }), new ContainerPaths('/d', '/e'));
-  assert.deepEqual(Object.keys((none.NetworkSettings as { Networks: object }).Networks), ['none']);
+  const noNet = inspectJson(record({ hostConfig: { NetworkMode: 'none' } }), new ContainerPaths('/d', '/e'));
+  assert.deepEqual(Object.keys((noNet.NetworkSettings as { Networks: object }).Networks), ['none']);
 });
 
 test('store: names, conflicts, ID prefixes, atomic records', async () => {
