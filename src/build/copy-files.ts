@@ -94,12 +94,32 @@ async function writeEntryFile(tree: SourceTree, e: ContextEntry, abs: string, op
   const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o777);
   try {
     if (e.data.length) await fh.write(e.data);
-    await fh.chmod(mode);
-    if (isRoot) await fh.chown(opts.uid, opts.gid);
+    // Each call is a thread-pool round trip: skip what creation already got right.
+    if ((mode & ~0o777) !== 0 || (mode & (await umask())) !== 0) await fh.chmod(mode);
+    if (isRoot && (opts.uid !== 0 || opts.gid !== 0)) await fh.chown(opts.uid, opts.gid);
     await fh.utimes(e.mtime, e.mtime);
   } finally {
     await fh.close();
   }
+}
+
+let umaskValue: Promise<number> | undefined;
+/** The process umask, read once by creating a 0777 file (process.umask() to read is deprecated). */
+function umask(): Promise<number> {
+  umaskValue ??= (async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(posix.join(tmpdir(), 'berth-umask-'));
+    try {
+      const fh = await open(posix.join(dir, 'f'), 'wx', 0o777);
+      const st = await fh.stat();
+      await fh.close();
+      return ~st.mode & 0o777;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  })().catch(() => 0o777);
+  return umaskValue;
 }
 
 /** Parallel file writes (they are latency-bound; directories are made first, in order). */
