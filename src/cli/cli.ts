@@ -13,8 +13,9 @@ import { JsonMessageError } from './render/jsonmessage.ts';
 import { TemplateError } from './render/template.ts';
 import { configDir } from '../distribution/credentials.ts';
 import { commands } from './commands/index.ts';
+import { CLI_VERSION } from './commands/system.ts';
 
-export const CLI_VERSION = '0.1.0';
+export { CLI_VERSION };
 
 const GLOBAL_FLAGS: FlagDef[] = [
   { name: 'config', kind: 'string', help: 'Location of client config files', valueName: 'string' },

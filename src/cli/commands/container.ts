@@ -2,9 +2,7 @@
 // pause, unpause, rm, wait, rename, update), listing (ps, top, stats, port, events), logs,
 // file transfer (cp, export) and prune, plus the `container` group with docker's aliases.
 import { pipeline } from 'node:stream/promises';
-import { PassThrough } from 'node:stream';
 import { StatusError, isTerminal, type Command, type Ctx } from '../command.ts';
-import { readAll } from '../api-client.ts';
 import { formatList } from '../render/list.ts';
 import { truncateId, ellipsis, renderTable } from '../render/table.ts';
 import { humanSizeWithPrecision, humanSize, bytesSize, timeAgo, goTimeString, parseGoDuration, parseRamSize } from '../render/units.ts';
@@ -729,4 +727,3 @@ export const containerTopLevel: Command[] = [
   diff,
 ];
 
-export { readAll, PassThrough };

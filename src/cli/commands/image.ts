@@ -3,8 +3,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { StatusError, isTerminal, type Command, type Ctx } from '../command.ts';
-import { UsageError } from '../flags.ts';
-import type { Flags } from '../flags.ts';
 import { parseReference, repositoryName, familiarName, type Reference } from '../../core/reference.ts';
 import { formatList } from '../render/list.ts';
 import { truncateId, ellipsis } from '../render/table.ts';
@@ -526,5 +524,3 @@ export const imageTopLevel: Command[] = [
   importCmd,
 ];
 
-export type { Flags };
-export { UsageError };

@@ -4,7 +4,7 @@ import { CLIENT_API_VERSION } from '../api-client.ts';
 import { compileTemplate, normalizeFormat, unescapeFormat } from '../render/template.ts';
 import { bytesSize } from '../render/units.ts';
 import { readAll } from '../api-client.ts';
-import { readLine, FORMAT_FLAG } from './util.ts';
+import { readLine } from './util.ts';
 import { DOCKER_HUB_AUTH_KEY, authKey, normalizeRegistry } from '../../distribution/credentials.ts';
 
 export const CLI_VERSION = '0.1.0';
@@ -273,4 +273,3 @@ export const systemGroupBase: Command = {
   sub: [info],
 };
 
-export { FORMAT_FLAG };

@@ -5,7 +5,7 @@ import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage } from 'node:http';
-import { UsageError, type FlagDef } from '../flags.ts';
+import type { FlagDef } from '../flags.ts';
 import { CancelledError, isTerminal, type Ctx } from '../command.ts';
 import { displayJsonMessages, type JsonMessage } from '../render/jsonmessage.ts';
 
@@ -101,11 +101,6 @@ export async function showJsonStream(ctx: Ctx, res: IncomingMessage, quiet = fal
     width: out.columns,
     onAux,
   });
-}
-
-/** Validate `--format` early so a bad template is a usage-time error. */
-export function requireNoConflict(a: boolean, b: boolean, msg: string): void {
-  if (a && b) throw new UsageError(msg);
 }
 
 /** Collect per-object errors (rm, rmi, stop ...) and fail with all of them at the end, as docker does. */
