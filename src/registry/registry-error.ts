@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   TAG_INVALID: 400,
   // Not in the spec; spelled like the rest so clients print them.
   PAYLOAD_TOO_LARGE: 413,
+  NOT_FOUND: 404, // a path that is no endpoint at all
   UNKNOWN: 500,
   UNAVAILABLE: 503,
 } as const;

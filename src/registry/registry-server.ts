@@ -188,7 +188,7 @@ export class RegistryServer {
       res.end(method === 'HEAD' ? undefined : '{"status":"ok"}');
       return;
     }
-    if (path !== '/v2' && !path.startsWith('/v2/')) throw registryError('UNSUPPORTED', 'not found', { path });
+    if (path !== '/v2' && !path.startsWith('/v2/')) throw registryError('NOT_FOUND', 'no such endpoint', { path });
     const action = actionOf(method);
     const user = await this.#authenticate(req, action, path);
     if (path === '/v2/' || path === '/v2') {
@@ -225,7 +225,7 @@ export class RegistryServer {
         case 'referrers': return this.#referrers(res, method, name, ref, q);
       }
     }
-    throw registryError('UNSUPPORTED', 'not found', { path });
+    throw registryError('NOT_FOUND', 'no such endpoint', { path });
   }
 
   /** Returns the user ('' for anonymous) or throws UNAUTHORIZED with a Basic challenge. */

@@ -52,8 +52,10 @@ for (const kind of DRIVERS) {
 
     it('unknown paths and methods get spec errors', async () => {
       const res = await fetch(`${r.url}/v2/a/b/unknown/x`);
-      assert.equal(res.status, 405);
-      assert.equal(await errorCode(res), 'UNSUPPORTED');
+      assert.equal(res.status, 404);
+      assert.equal(await errorCode(res), 'NOT_FOUND');
+      const outside = await fetch(`${r.url}/v1/_ping`);
+      assert.equal(outside.status, 404);
       const post = await fetch(`${r.url}/v2/a/tags/list`, { method: 'POST' });
       assert.equal(post.status, 405);
     });
