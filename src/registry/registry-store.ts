@@ -49,6 +49,8 @@ const INDEX_TYPES = new Set<string>([MediaType.OciIndex, MediaType.DockerManifes
 /** Layers that clients fetch from `urls`, not from the registry: not required to be present. */
 const FOREIGN_LAYER_RE = /^application\/vnd\.(docker\.image\.rootfs\.foreign\.diff\.tar\.gzip|oci\.image\.layer\.nondistributable\.v1\.tar.*)$/;
 const MAX_CACHE_ENTRIES = 10_000;
+/** Memory bound of the manifest cache (bodies). */
+const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 
 interface UploadState {
   hash: Hash;
@@ -115,6 +117,7 @@ export class RegistryStore {
   #unlinked = new Set<string>();
   readonly log: Logger | undefined;
   #manifests = new Map<string, Cached<ManifestEntry>>();
+  #manifestBytes = 0;
   #tags = new Map<string, Cached<Digest>>();
 
   constructor(driver: StorageDriver, opts: RegistryStoreOptions = {}) {
@@ -368,7 +371,7 @@ export class RegistryStore {
         c.checkedAt = now;
         return c.value;
       }
-      this.#manifests.delete(key);
+      this.#forgetManifest(key);
       return undefined;
     }
     if (!(await this.driver.stat(paths.revisionLink(name, digest)))) return undefined;
@@ -387,7 +390,7 @@ export class RegistryStore {
       // A stored manifest was verified at push; keep serving its bytes whatever they are.
     }
     const entry: ManifestEntry = { digest, mediaType, body, headers: manifestHeaders(digest, mediaType, body.length) };
-    this.#cache(this.#manifests, key, entry, now);
+    this.#cacheManifest(key, entry, now);
     return entry;
   }
 
@@ -409,6 +412,24 @@ export class RegistryStore {
     if (!isDigest(text)) return undefined;
     this.#cache(this.#tags, key, text, now);
     return text;
+  }
+
+  /** Cache a manifest within MANIFEST_CACHE_BYTES, evicting the oldest entries first. */
+  #cacheManifest(key: string, entry: ManifestEntry, now: number): void {
+    this.#forgetManifest(key);
+    if (entry.body.length > MANIFEST_CACHE_BYTES / 16) return; // huge indexes: read each time
+    while (this.#manifests.size > 0 && (this.#manifestBytes + entry.body.length > MANIFEST_CACHE_BYTES || this.#manifests.size >= MAX_CACHE_ENTRIES)) {
+      this.#forgetManifest(this.#manifests.keys().next().value!);
+    }
+    this.#manifests.set(key, { value: entry, checkedAt: now });
+    this.#manifestBytes += entry.body.length;
+  }
+
+  #forgetManifest(key: string): void {
+    const old = this.#manifests.get(key);
+    if (!old) return;
+    this.#manifests.delete(key);
+    this.#manifestBytes -= old.value.body.length;
   }
 
   #cache<T>(map: Map<string, Cached<T>>, key: string, value: T, now: number): void {
@@ -497,7 +518,7 @@ export class RegistryStore {
       this.#cache(this.#tags, `${name}:${ref.tag}`, digest, Date.now());
     }
     const entry: ManifestEntry = { digest, mediaType, body, headers: manifestHeaders(digest, mediaType, body.length) };
-    this.#cache(this.#manifests, `${name}@${digest}`, entry, Date.now());
+    this.#cacheManifest(`${name}@${digest}`, entry, Date.now());
     return subject ? { digest, subject: subject.digest } : { digest };
   }
 
@@ -527,7 +548,7 @@ export class RegistryStore {
       // unparseable bytes cannot have a referrer entry
     }
     await this.driver.delete(paths.revisionLink(name, digest));
-    this.#manifests.delete(`${name}@${digest}`);
+    this.#forgetManifest(`${name}@${digest}`);
   }
 
   // ---- listings -------------------------------------------------------------------------
@@ -575,6 +596,7 @@ export class RegistryStore {
   /** Forget cached manifests and tags (after another writer changed storage). */
   invalidate(): void {
     this.#manifests.clear();
+    this.#manifestBytes = 0;
     this.#tags.clear();
   }
 }
