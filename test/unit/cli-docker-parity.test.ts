@@ -55,6 +55,16 @@ function handler(r: Recorded, res: import('node:http').ServerResponse): void {
       { Id: 'sha256:' + 'ab'.repeat(32), Created: NOW - 7200, CreatedBy: '/bin/sh -c #(nop)  CMD ["sh"]', Tags: ['busybox:latest'], Size: 0, Comment: '' },
       { Id: '<missing>', Created: NOW - 7300, CreatedBy: '/bin/sh -c #(nop) ADD file:6a3bcd8ac2d1df8e8d1bdd1b8f1 in /\t', Tags: null, Size: 4261234, Comment: 'imported' },
     ]);
+  if (r.path === '/networks/create') return sendJson(res, 201, { Id: 'n'.repeat(64), Warning: '' });
+  if (r.path === '/networks' && r.method === 'GET')
+    return sendJson(res, 200, [
+      { Id: '9'.repeat(64), Name: 'net10', Driver: 'bridge', Scope: 'local', EnableIPv6: false, Internal: false, Labels: { a: 'b' }, Created: '2024-01-02T03:04:05Z' },
+      { Id: '8'.repeat(64), Name: 'net2', Driver: 'bridge', Scope: 'local', EnableIPv6: true, Internal: true, Labels: {}, Created: '2024-01-02T03:04:05Z' },
+      { Id: '7'.repeat(64), Name: 'host', Driver: 'host', Scope: 'local', Labels: {}, Created: '2024-01-02T03:04:05Z' },
+    ]);
+  if (r.path === '/volumes/create') return sendJson(res, 201, { Name: 'v'.repeat(64), Driver: 'local' });
+  if (r.path === '/volumes' && r.method === 'GET')
+    return sendJson(res, 200, { Volumes: [{ Name: 'data10', Driver: 'local', Mountpoint: '/var/lib/berth/volumes/data10/_data', Scope: 'local', Labels: { x: 'y' } }, { Name: 'data2', Driver: 'local', Mountpoint: '/m', Scope: 'local', Labels: null }], Warnings: [] });
   sendJson(res, 200, {});
 }
 
@@ -169,6 +179,41 @@ test('images, ps and history print the same tables as docker', { skip }, async (
         return c[0] === 'images' ? lines.sort() : lines;
       };
       assert.deepEqual(norm(br.stdout), norm(dr.stdout), `berth ${c.join(' ')}`);
+    }
+  });
+});
+
+test('network and volume verbs: same requests and tables as docker', { skip }, async () => {
+  await withDaemon(async (d) => {
+    const env = { DOCKER_HOST: d.host };
+    const cases = [
+      ['network', 'create', '--driver', 'bridge', '--subnet', '10.9.0.0/24', '--gateway', '10.9.0.1', '--label', 'a=b', '--internal', '-o', 'com.x=y', 'net1'],
+      ['network', 'create', 'n2'],
+      ['network', 'create', '--ipv6', '--attachable', '--ip-range', '10.1.0.0/25', '--subnet', '10.1.0.0/24', '--aux-address', 'a=10.1.0.9', 'n3'],
+      ['network', 'connect', '--alias', 'web', '--ip', '10.9.0.5', 'net1', 'c1'],
+      ['network', 'connect', 'net1', 'c1'],
+      ['network', 'disconnect', '-f', 'net1', 'c1'],
+      ['network', 'ls'],
+      ['network', 'ls', '--no-trunc', '--filter', 'driver=bridge'],
+      ['network', 'ls', '-q'],
+      ['network', 'ls', '--format', 'table {{.Name}}\t{{.IPv6}}\t{{.Internal}}\t{{.Labels}}'],
+      ['volume', 'create', '--driver', 'local', '--label', 'a=b', '-o', 'type=tmpfs', 'v1'],
+      ['volume', 'create'],
+      ['volume', 'ls'],
+      ['volume', 'ls', '-q', '--filter', 'dangling=true'],
+      ['volume', 'ls', '--format', '{{.Name}} {{.Mountpoint}} {{.Labels}}'],
+      ['volume', 'prune', '-af'],
+    ];
+    for (const c of cases) {
+      const a0 = d.requests.length;
+      const dr = await runDocker(c, env);
+      const docker = d.requests.slice(a0).filter((r) => r.path !== '/_ping').map((r) => `${r.method} ${r.url} ${r.body.trim()}`);
+      const b0 = d.requests.length;
+      const br = await runBerth(c, { env });
+      const berth = d.requests.slice(b0).filter((r) => r.path !== '/_ping').map((r) => `${r.method} ${r.url} ${r.body.trim()}`);
+      assert.equal(br.code, dr.code, `berth ${c.join(' ')}: ${br.stderr} / docker: ${dr.stderr}`);
+      assert.deepEqual(berth, docker, `berth ${c.join(' ')}`);
+      assert.equal(br.stdout, dr.stdout, `berth ${c.join(' ')}`);
     }
   });
 });

@@ -4,6 +4,7 @@ import { imageGroup, imageTopLevel } from './image.ts';
 import { inspect } from './inspect.ts';
 import { systemTopLevel, systemGroupBase } from './system.ts';
 import { registry } from './registry.ts';
+import { networkGroup, volumeGroup } from './network-volume.ts';
 import { containerGroup, containerTopLevel, events } from './container.ts';
 
 export const commands: Command[] = [
@@ -13,6 +14,8 @@ export const commands: Command[] = [
   ...systemTopLevel,
   containerGroup,
   imageGroup,
+  networkGroup,
+  volumeGroup,
   { ...systemGroupBase, sub: [...(systemGroupBase.sub ?? []), events] },
   registry,
 ];
