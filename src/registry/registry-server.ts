@@ -28,6 +28,8 @@ export interface RegistryServerOptions {
    * push there (default on): clients skip uploads of content the registry already has.
    */
   implicitMount?: boolean;
+  /** A connection silent this long is dropped (stalled or trickling clients). Default 120 s. */
+  idleTimeoutMs?: number;
   log?: Logger;
   realm?: string;
 }
@@ -122,7 +124,7 @@ export class RegistryServer {
     // Large uploads may take long: no whole-request deadline, but a stalled socket is dropped.
     this.server.requestTimeout = 0;
     this.server.headersTimeout = 60_000;
-    this.server.timeout = 120_000;
+    this.server.timeout = opts.idleTimeoutMs ?? 120_000;
     this.server.keepAliveTimeout = 30_000;
   }
 

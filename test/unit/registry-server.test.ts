@@ -684,6 +684,27 @@ describe('registry modes', () => {
     }
   });
 
+  it('a stalled upload is dropped after the idle timeout and leaves the upload as it was', async () => {
+    await using r = await startTestRegistry('inmemory', { idleTimeoutMs: 300 });
+    const start = await fetch(`${r.url}/v2/slow/loris/blobs/uploads/`, { method: 'POST' });
+    const loc = start.headers.get('location')!;
+    const t0 = Date.now();
+    const out = await new Promise<string>((resolve) => {
+      const sock = connect(Number(new URL(r.url).port), '127.0.0.1');
+      let got = '';
+      sock.on('data', (d) => (got += d.toString()));
+      sock.on('close', () => resolve(got));
+      sock.on('error', () => resolve(got));
+      sock.write(`PATCH ${loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly a little`);
+      setTimeout(() => { sock.destroy(); resolve('still open'); }, 5000).unref();
+    });
+    assert.notEqual(out, 'still open');
+    assert.ok(Date.now() - t0 < 4000);
+    const st = await fetch(`${r.url}${loc}`);
+    assert.equal(st.status, 204);
+    assert.equal(st.headers.get('range'), '0-0');
+  });
+
   it('a manifest deleted by another process disappears after the cache TTL', async () => {
     await using a = await startTestRegistry('inmemory', { allowDelete: true }, { cacheTtlMs: 50 });
     await using b = await startTestRegistry('inmemory', { allowDelete: true }, { cacheTtlMs: 50 }, { driver: a.driver });
