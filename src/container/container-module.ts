@@ -48,6 +48,8 @@ export function createModule(): DaemonModule {
       });
       await svc.init();
       const c = svc;
+      // Before the API serves: a create in flight would look like a crash leftover.
+      await c.sweepOrphans();
       s.containers = c;
       s.containerLookup = {
         async resolve(ref: string) {

@@ -281,9 +281,31 @@ export class ContainerService {
     await reopenLog(this.paths.bundle(rec.id));
   }
 
+  #loaded: Promise<{ broken: string[] }> | undefined;
+  #load(): Promise<{ broken: string[] }> {
+    this.#loaded ??= this.store.load();
+    return this.#loaded;
+  }
+
+  /**
+   * Remove what a crash during create left: active snapshots named like a container ID with no
+   * record. Runs before the API serves (a create in flight would look the same).
+   */
+  async sweepOrphans(): Promise<void> {
+    const snap = this.#d.snapshotter();
+    if (!snap) return;
+    await this.#load();
+    for (const s of await snap.list().catch(() => [])) {
+      if (s.kind !== 'active' || !/^[0-9a-f]{64}$/.test(s.name) || this.store.find(s.name)) continue;
+      this.#d.log.info({ container: s.name }, 'removing the snapshot of a create that a crash interrupted');
+      await this.#unmountRootfs(s.name).catch(() => {});
+      await snap.remove(s.name).catch((err: unknown) => this.#d.log.warn({ container: s.name, err: errorMessage(err) }, 'orphan snapshot remove failed'));
+    }
+  }
+
   /** Live restore (see the header). Never throws for one bad container. */
   async restore(): Promise<void> {
-    const { broken } = await this.store.load();
+    const { broken } = await this.#load();
     for (const id of broken) {
       this.#d.log.warn({ container: id }, 'unreadable container record: removing');
       await this.#teardownFiles(id, 'runc').catch(() => {});
@@ -366,7 +388,9 @@ export class ContainerService {
     }
     const images = this.#d.images();
     if (!images) throw internal('no image service');
+    const tr = tracer('create', this.#d.log);
     const img: ResolvedImage = await images.resolve(body.Image);
+    tr('resolve');
     const ic = img.config.config ?? {};
     const id = randomBytes(32).toString('hex');
 
@@ -448,14 +472,15 @@ export class ContainerService {
       logMaxFiles,
     };
     try {
-      // A marker for crash cleanup only (restore removes 'creating' records and their
-      // snapshot): atomic, but not worth an fsync on every create.
-      await this.store.save(rec, { sync: false });
+      // The snapshot first, then the record: a crash in between leaves an active snapshot named
+      // like a container ID with no record, which sweepOrphans() removes at the next start.
       const snap = this.#d.snapshotter();
       if (!snap) throw internal('no snapshotter');
       await snap.prepare(id, rec.imageTopChainId as never);
+      tr('snapshot');
       rec.state.status = 'created';
       await this.#save(rec);
+      tr('done');
     } catch (err) {
       await this.#d.snapshotter()?.remove(id).catch(() => {});
       await this.store.delete(rec).catch(() => {});

@@ -7,6 +7,8 @@ import { mkdir, writeFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
+import { OverlaySnapshotter } from '../../src/snapshot/overlay-snapshotter.ts';
+import { RealHost } from '../../src/host/host.ts';
 import { startDaemon, importBusybox, docker, api, isRoot, waitFor, run, mountsUnder } from '../helpers/fixtures.ts';
 
 const skip = !isRoot && 'needs root';
@@ -28,6 +30,11 @@ test('kill -9 of berthd: containers keep running, exits while down are recorded,
     const halfId = randomBytes(32).toString('hex');
     await mkdir(join(d.dataRoot, 'containers', halfId), { recursive: true });
     await writeFile(join(d.dataRoot, 'containers', halfId, 'config.v2.json'), JSON.stringify({ id: halfId, name: '/half', created: new Date().toISOString(), image: 'x', imageRef: 'busybox', config: {}, hostConfig: {}, path: 'true', args: [], runtime: 'runc', state: { status: 'creating', pid: 0, conmonPid: 0, exitCode: 0, error: '', oomKilled: false, startedAt: '0001-01-01T00:00:00Z', finishedAt: '0001-01-01T00:00:00Z' }, restartCount: 0, manuallyStopped: false, logPath: '', logMaxSize: 0, logMaxFiles: 1 }));
+    // A crash between the snapshot and the record of a create: an orphan active snapshot.
+    const orphan = randomBytes(32).toString('hex');
+    const snaps = new OverlaySnapshotter(join(d.dataRoot, 'snapshots'), new RealHost());
+    await snaps.init();
+    await snaps.prepare(orphan, undefined);
     await new Promise((r) => setTimeout(r, 3000)); // 'dies' and 'always' exit while berthd is down
     assert.equal((await run('kill', ['-0', String(pid)])).code, 0, 'container survived the daemon');
 
@@ -46,6 +53,9 @@ test('kill -9 of berthd: containers keep running, exits while down are recorded,
       return i.State.Status === 'running' && i.RestartCount >= 1;
     }, 'always restarted', 20000);
     assert.equal(existsSync(join(d.dataRoot, 'containers', halfId)), false, 'half-created container cleaned up');
+    const after = new OverlaySnapshotter(join(d.dataRoot, 'snapshots'), new RealHost());
+    await after.init();
+    assert.equal((await after.list()).some((x) => x.name === orphan), false, 'orphan snapshot removed');
     const ps = (await docker(d, ['ps', '-a', '--format', '{{.Names}}'])).stdout;
     assert.ok(!ps.includes('half'));
     // The reattached container still works: logs, exec, stop.
