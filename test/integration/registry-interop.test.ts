@@ -1,6 +1,6 @@
 // Interoperability of berth's registry with real clients: skopeo (push and pull with identical
 // digests, registry to registry with CNCF Distribution), podman pull, htpasswd and TLS as
-// skopeo sees them, and gc while serving. The registry runs as `berth registry serve` in a
+// skopeo sees them, and gc while serving. The registry runs as `bin/berth registry serve` in a
 // child process (the real CLI path), on a loopback port.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,11 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  NODE, REPO_ROOT, busyboxImage, run, skopeoCopy, startRegistry, tempDir, freePort, waitFor, type LayoutImage,
+  BERTH, busyboxImage, run, skopeoCopy, startRegistry, tempDir, freePort, waitFor, type LayoutImage,
 } from '../helpers/fixtures.ts';
 
-const CLI = join(REPO_ROOT, 'src', 'registry', 'cli.ts');
-const ENTRY = `import { registryCommand } from ${JSON.stringify(CLI)}; process.exitCode = await registryCommand(process.argv.slice(1));`;
 
 interface BerthRegistry {
   addr: string;
@@ -23,13 +21,13 @@ interface BerthRegistry {
 
 /** Run `berth registry <args>` (via registryCommand) to completion. */
 function registryCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run(NODE, ['--input-type=module', '-e', ENTRY, ...args]);
+  return run(BERTH, ['registry', ...args]);
 }
 
 async function serve(root: string, extra: string[] = [], scheme = 'http'): Promise<BerthRegistry> {
   const port = await freePort();
   const addr = `127.0.0.1:${port}`;
-  const proc = spawn(NODE, ['--input-type=module', '-e', ENTRY, 'serve', '--addr', addr, '--root', root, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(BERTH, ['registry', 'serve', '--addr', addr, '--root', root, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
   try {
