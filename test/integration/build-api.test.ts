@@ -288,3 +288,19 @@ test('bare Dockerfile body, quiet mode, labels and build prune', { skip }, async
   assert.doesNotMatch(again.text, /Using cache/);
   assert.deepEqual((await mountsUnder(d.dataRoot)).filter((m) => m.includes('build')), [], 'no build mounts left');
 });
+
+test('RUN networking: default bridge, networkmode=none, RUN --network=none; SHELL and exec form', { skip }, async () => {
+  const df = 'FROM busybox\nRUN cat /proc/net/dev > /def\nRUN --network=none cat /proc/net/dev > /none\nSHELL ["/bin/sh", "-e", "-c"]\nRUN ["/bin/sh", "-c", "echo exec-form > /exec"]\nRUN echo $0 > /shell\n';
+  const r = await build(await tarOf({ Dockerfile: df }), 't=net:1');
+  assert.equal(r.error, undefined, r.text);
+  assert.match(await runIn('net:1', 'cat /def'), /eth0:/, 'the default network gives an interface on the bridge');
+  assert.doesNotMatch(await runIn('net:1', 'cat /none'), /eth0:/);
+  const out = await runIn('net:1', 'cat /exec /shell');
+  assert.match(out, /exec-form\n/);
+  assert.match(out, /\/bin\/sh\n/);
+  const n = await build(await tarOf({ Dockerfile: 'FROM busybox\nRUN cat /proc/net/dev\n' }), 'networkmode=none&nocache=1');
+  assert.equal(n.error, undefined, n.text);
+  assert.doesNotMatch(n.text, /eth0:/);
+  const m = await build(await tarOf({ Dockerfile: 'FROM busybox\nRUN --mount=type=cache,target=/c true\n' }));
+  assert.match(m.error?.error ?? '', /Dockerfile:2: the --mount option requires BuildKit/);
+});
