@@ -315,3 +315,53 @@ test('version prints client and server sections', async () => {
     await d.close();
   }
 });
+
+test('build: context tar with .dockerignore applied, query from flags, stream output, -q and --iidfile', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-cli-build-'));
+  let entries: string[] = [];
+  const d = await startFakeDaemon(async (r, res) => {
+    const tar = (await import('tar-stream')).default;
+    const ex = tar.extract();
+    const names: string[] = [];
+    ex.on('entry', (h, s, next) => {
+      names.push(h.name);
+      s.resume();
+      s.on('end', next);
+    });
+    await new Promise<void>((ok, bad) => {
+      ex.on('finish', ok).on('error', bad);
+      ex.end(Buffer.from(r.body, 'latin1'));
+    });
+    entries = names;
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(
+      [{ stream: 'Step 1/1 : FROM busybox\n' }, { aux: { ID: 'sha256:' + '5'.repeat(64) } }, { stream: 'Successfully built 555555555555\n' }]
+        .map((m) => JSON.stringify(m))
+        .join('\r\n'),
+    );
+  });
+  try {
+    await writeFile(join(dir, 'Dockerfile'), 'FROM busybox\n');
+    await writeFile(join(dir, 'keep.txt'), 'k');
+    await writeFile(join(dir, 'secret.txt'), 's');
+    await writeFile(join(dir, '.dockerignore'), 'secret.txt\n');
+    const iid = join(dir, 'iid');
+    const r = await runBerth(['build', '-t', 'app:1', '--build-arg', 'A=1', '--build-arg', 'FROM_ENV', '--iidfile', iid, dir], { host: d.host, env: { FROM_ENV: 'v' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Sending build context to Docker daemon {2}\d[\d.]*kB\nStep 1\/1 : FROM busybox\nSuccessfully built 555555555555\n$/);
+    assert.deepEqual(entries.sort(), ['.dockerignore', 'Dockerfile', 'keep.txt']);
+    const q = d.requests.at(-1)!.query;
+    assert.deepEqual(q.getAll('t'), ['app:1']);
+    assert.equal(q.get('dockerfile'), 'Dockerfile');
+    assert.equal(q.get('version'), '1');
+    assert.deepEqual(JSON.parse(q.get('buildargs')!), { A: '1', FROM_ENV: 'v' });
+    assert.equal(await readFile(iid, 'utf8'), 'sha256:' + '5'.repeat(64));
+    const quiet = await runBerth(['build', '-q', dir], { host: d.host });
+    assert.equal(quiet.code, 0);
+    assert.equal(d.requests.at(-1)!.query.get('q'), '1');
+    assert.ok(!quiet.stdout.includes('Sending build context'));
+  } finally {
+    await d.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

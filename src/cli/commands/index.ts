@@ -4,12 +4,14 @@ import { imageGroup, imageTopLevel } from './image.ts';
 import { inspect } from './inspect.ts';
 import { systemTopLevel, systemGroupBase } from './system.ts';
 import { registry } from './registry.ts';
+import { build } from './build.ts';
 import { networkGroup, volumeGroup } from './network-volume.ts';
 import { containerGroup, containerTopLevel, events } from './container.ts';
 
 export const commands: Command[] = [
   ...containerTopLevel,
   ...imageTopLevel,
+  build,
   inspect,
   ...systemTopLevel,
   containerGroup,
