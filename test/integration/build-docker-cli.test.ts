@@ -72,3 +72,13 @@ test('docker-compose 1.29 build:', { skip }, async () => {
   assert.equal(img.status, 200);
   assert.ok(img.json().Config.Env.length > 0);
 });
+
+test('plain docker build (no DOCKER_BUILDKIT) picks the classic builder from _ping', { skip }, async () => {
+  await using dir = await tempDir('berth-cli-build-');
+  await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN echo plain > /p\n');
+  const env = { ...d.env };
+  delete env.DOCKER_BUILDKIT;
+  const r = await docker({ ...d, env }, ['build', '-t', 'plain:1', dir.path], { timeoutMs: 120000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /Successfully tagged plain:1/);
+});
