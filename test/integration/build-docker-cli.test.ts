@@ -82,3 +82,26 @@ test('plain docker build (no DOCKER_BUILDKIT) picks the classic builder from _pi
   assert.equal(r.code, 0, r.stderr + r.stdout);
   assert.match(r.stdout, /Successfully tagged plain:1/);
 });
+
+test('a built image runs (docker run) and pushes to a registry (docker push)', { skip }, async () => {
+  const { startRegistry } = await import('../helpers/fixtures.ts');
+  const reg = await startRegistry();
+  try {
+    await using dir = await tempDir('berth-cli-build-');
+    await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN echo built-and-run > /msg\nCMD ["cat", "/msg"]\n');
+    const tag = `${reg.addr}/built:1`;
+    const b = await legacy(['build', '-t', tag, dir.path]);
+    assert.equal(b.code, 0, b.stderr + b.stdout);
+    const r = await docker(d, ['run', '--rm', '--network', 'none', tag], { timeoutMs: 60000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'built-and-run');
+    const p = await docker(d, ['push', tag], { timeoutMs: 60000 });
+    assert.equal(p.code, 0, p.stderr + p.stdout);
+    const insp = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${tag}`]);
+    assert.equal(insp.code, 0, insp.stderr);
+    const local = (await api(d.socket, 'GET', `/images/${encodeURIComponent(tag)}/json`)).json();
+    assert.equal(JSON.parse(insp.stdout).Layers.length, local.RootFS.Layers.length);
+  } finally {
+    await reg.stop();
+  }
+});
