@@ -726,8 +726,11 @@ export class ContainerService {
     tr('cgroups');
     const net = rec.hostConfig.NetworkMode === 'none' || rec.hostConfig.NetworkMode === 'host' ? undefined : this.#d.networks();
     if (net) void net.tearDown(id).catch(() => {});
-    await this.#unmountRootfs(id).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'unmount failed'));
-    if (!rec.hostConfig.AutoRemove) await unlink(join(this.paths.exitDir, id)).catch(() => {});
+    // --rm: the removal unmounts, after `run --rm` got its answer.
+    if (!rec.hostConfig.AutoRemove) {
+      await this.#unmountRootfs(id).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'unmount failed'));
+      await unlink(join(this.paths.exitDir, id)).catch(() => {});
+    }
     const ranMs = Date.now() - Date.parse(rec.state.startedAt);
     const removing = rec.state.status === 'removing';
     rec.state = { ...rec.state, status: removing ? 'removing' : 'exited', pid: 0, pidStart: undefined, conmonPid: 0, conmonStart: undefined, exitCode: code, oomKilled: oom, finishedAt: nowIso() };
@@ -934,17 +937,19 @@ export class ContainerService {
       // removal at restart (every step is idempotent), so skip the synced write on that path.
       if (!rec.hostConfig.AutoRemove) await this.#save(rec);
     }
-    await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
     await this.#d.networks()?.forget(rec.id).catch(() => {});
     await this.#d.volumes()?.release(rec.id, { removeAnonymous: volumes || rec.hostConfig.AutoRemove === true }).catch(() => {});
     // Gone for the API from here on (name free, 'removed' waiters answered: `run --rm` returns);
-    // the files go right after. A crash in between leaves a record that restore removes again.
+    // its mounts, runtime files, snapshot and record go right after (the process is dead, its
+    // runtime state and cgroup were removed at exit). A crash in between leaves a record and
+    // files that restore removes again.
     this.store.forget(rec);
     this.#restart.delete(rec.id);
     this.events.emit('container', 'destroy', rec.id, this.#attrs(rec));
     this.#notify(rec.id, 'removed', rec.state.exitCode, rec.state.error || undefined);
     this.#exitSignals.get(rec.id)?.resolve();
     this.#exitSignals.delete(rec.id);
+    await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
     await this.#d.snapshotter()?.remove(rec.id).catch((err: unknown) => {
       if (!isKind(err, 'NotFound')) this.#d.log.warn({ container: rec.id, err: errorMessage(err) }, 'snapshot remove failed');
     });
