@@ -100,6 +100,7 @@ export class RuncStepRunner implements StepRunner {
         return net.then((n) => this.#runOne(opts, 'bridge', n));
       },
       close: async () => {
+        await removeCgroupParent();
         if (net) {
           const svc = networks();
           await net.catch(() => undefined);
@@ -140,7 +141,7 @@ export class RuncStepRunner implements StepRunner {
         create: { Cmd: opts.args, Entrypoint: [''], Hostname: id.slice(0, 12), HostConfig: { NetworkMode: mode } },
         user,
         files,
-        cgroupsPath: this.#o.cgroupVersion === '2' ? `berth-build-${id}` : `/berth-build/${id}`,
+        cgroupsPath: `/${CGROUP_PARENT}/${id}`,
         cgroupVersion: this.#o.cgroupVersion,
         hostRlimits: hostRlimits(),
         hostCaps: this.#hostCaps,
@@ -186,6 +187,20 @@ export class RuncStepRunner implements StepRunner {
   async #cleanup(runc: string, id: string): Promise<void> {
     await this.#o.host.run(runc, [`--root=${this.#o.stateRoot}`, 'delete', '--force', id], { allowFailure: true }).catch(() => {});
   }
+}
+
+/** Build containers' cgroups live under this parent (runc removes each child at exit). */
+const CGROUP_PARENT = 'berth-build';
+
+/**
+ * Remove the (then empty) parent cgroup in every hierarchy once a build is done. A concurrent
+ * build's child keeps it busy: rmdir fails and the next build to finish removes it.
+ */
+async function removeCgroupParent(): Promise<void> {
+  const root = '/sys/fs/cgroup';
+  const { readdir, rmdir } = await import('node:fs/promises');
+  await rmdir(join(root, CGROUP_PARENT)).catch(() => {});
+  for (const h of await readdir(root).catch(() => [] as string[])) await rmdir(join(root, h, CGROUP_PARENT)).catch(() => {});
 }
 
 /** mkdir -p of an absolute in-container path, resolved inside the root (symlinks stay inside). */
