@@ -304,3 +304,21 @@ test('RUN networking: default bridge, networkmode=none, RUN --network=none; SHEL
   const m = await build(await tarOf({ Dockerfile: 'FROM busybox\nRUN --mount=type=cache,target=/c true\n' }));
   assert.match(m.error?.error ?? '', /Dockerfile:2: the --mount option requires BuildKit/);
 });
+
+test('ARG before FROM, FROM --platform with automatic platform args, pull=1 offline falls back to the local image', { skip }, async () => {
+  const df = [
+    'ARG BASE=busybox',
+    'FROM --platform=$BUILDPLATFORM ${BASE} AS s',
+    'ARG TARGETARCH',
+    'ARG TARGETPLATFORM',
+    'ARG BASE',
+    'RUN echo "$TARGETARCH $TARGETPLATFORM $BASE" > /plat',
+  ].join('\n') + '\n';
+  const r = await build(await tarOf({ Dockerfile: df }), 't=plat:1&pull=1');
+  assert.equal(r.error, undefined, r.text);
+  assert.match(r.text, /Pulling busybox/);
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch;
+  assert.match(await runIn('plat:1', 'cat /plat'), new RegExp(`${arch} linux/${arch}\\S* busybox\\n`));
+  const missing = await build(await tarOf({ Dockerfile: 'FROM nosuchimage:1\n' }));
+  assert.ok(missing.error, 'an absent image that cannot be pulled fails the build');
+});
