@@ -58,7 +58,9 @@ test('Go template subset', () => {
   assert.equal(t('{{.Name}}'), 'web');
   assert.equal(t('{{.A.B}}'), 'deep');
   assert.equal(t('{{json .A}}'), '{"B":"deep"}');
-  assert.equal(t('{{json .Labels}}'), '{"b":"2","com.x":"1"}');
+  // inspect data keeps the daemon's field order (Go struct order), no HTML escaping
+  assert.equal(t('{{json .Labels}}'), '{"com.x":"1","b":"2"}');
+  assert.equal(compileTemplate('{{json .}}').execute({ z: '<a&b>', a: 1 }), '{"z":"<a&b>","a":1}');
   assert.equal(t('{{index .Labels "com.x"}}'), '1');
   assert.equal(t('{{range .List}}[{{.}}]{{end}}'), '[a][b]');
   assert.equal(t('{{range .Empty}}x{{else}}none{{end}}'), 'none');
@@ -86,6 +88,8 @@ test('formatList: table prefix gives a header row and columns; json and raw form
   assert.equal(formatList(rows, { ...spec, format: 'json' }), '{"ID":"abc","Name":"first"}\n{"ID":"defghijklmnop","Name":"second"}\n');
   assert.equal(formatList(rows, { ...spec, format: 'table {{.Name}}\\t{{.ID}}' }), 'NAMES     CONTAINER ID\nfirst     abc\nsecond    defghijklmnop\n');
   assert.equal(formatList([], spec), 'CONTAINER ID   NAMES\n');
+  // listing rows marshal like docker's formatter maps: keys sorted, <>& escaped
+  assert.equal(formatList([{ Tag: '<none>', ID: 'x' }], { ...spec, format: '{{json .}}' }), '{"ID":"x","Tag":"\\u003cnone\\u003e"}\n');
 });
 
 const PULL: JsonMessage[] = [

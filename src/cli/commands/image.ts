@@ -179,7 +179,7 @@ export function imageRows(images: ImageSummary[], opts: { trunc: boolean; digest
 }
 
 function imageRow(img: ImageSummary, repo: string, tag: string, digest: string, opts: { trunc: boolean; now?: number }): object {
-  const na = (n: number | undefined) => (n === undefined || n < 0 ? 'N/A' : humanSizeWithPrecision(n, 3));
+  const na = (n: number | undefined) => (n === undefined || n < 0 ? 'N/A' : humanSize(n));
   return {
     ID: opts.trunc ? truncateId(img.Id) : img.Id,
     Repository: repo,
@@ -190,8 +190,8 @@ function imageRow(img: ImageSummary, repo: string, tag: string, digest: string, 
     Size: humanSizeWithPrecision(img.Size, 3),
     Containers: img.Containers === undefined || img.Containers < 0 ? 'N/A' : String(img.Containers),
     SharedSize: na(img.SharedSize),
-    UniqueSize: img.SharedSize === undefined || img.SharedSize < 0 ? 'N/A' : humanSizeWithPrecision(img.Size - img.SharedSize, 3),
-    VirtualSize: humanSizeWithPrecision(img.VirtualSize ?? img.Size, 3),
+    UniqueSize: img.SharedSize === undefined || img.SharedSize < 0 ? 'N/A' : humanSize(img.Size - img.SharedSize),
+    VirtualSize: humanSize(img.VirtualSize ?? img.Size),
   };
 }
 

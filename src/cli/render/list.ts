@@ -2,7 +2,7 @@
 // object of display fields (ID, Repository, CreatedSince, ...); `table ...` formats get a header
 // row (the template run over the header names) and tabwriter columns; other formats print one
 // template result per row.
-import { compileTemplate, normalizeFormat, unescapeFormat } from './template.ts';
+import { compileTemplate, normalizeFormat, unescapeFormat, LIST_ROW } from './template.ts';
 import { tabwrite } from './table.ts';
 
 export interface ListFormat {
@@ -38,7 +38,10 @@ export function formatList(rows: object[], spec: ListFormat): string {
   const tmpl = compileTemplate(src);
   let out = '';
   if (table) out += tmpl.execute(headerRow(spec.headers)) + '\n';
-  for (const r of rows) out += tmpl.execute(r) + '\n';
+  for (const r of rows) {
+    Object.defineProperty(r, LIST_ROW, { value: true, enumerable: false });
+    out += tmpl.execute(r) + '\n';
+  }
   if (!table) return out;
   const lines = out.split('\n');
   lines.pop();

@@ -266,21 +266,32 @@ function truthy(v: unknown): boolean {
   return true;
 }
 
-/** JSON like Go's encoding/json with SetEscapeHTML(false): map keys sorted. */
+/**
+ * Marks a listing row (ps, images, ...). Docker marshals those as maps (keys sorted, HTML
+ * characters escaped: "\u003cnone\u003e"); anything else, inspect data, keeps the daemon's
+ * field order and is not escaped, like the `json` template function on a struct.
+ */
+export const LIST_ROW = Symbol('listRow');
+
+function norm(x: unknown, sortKeys: boolean): unknown {
+  if (x === NO_VALUE || x === undefined) return null;
+  if (typeof x === 'bigint') return (JSON as unknown as { rawJSON(s: string): unknown }).rawJSON(x.toString());
+  if (Array.isArray(x)) return x.map((e) => norm(e, sortKeys));
+  if (x && typeof x === 'object') {
+    const o = x as Record<string, unknown>;
+    const keys = Object.keys(o);
+    const out: Record<string, unknown> = {};
+    for (const k of sortKeys ? keys.sort() : keys) if (typeof o[k] !== 'function') out[k] = norm(o[k], sortKeys);
+    return out;
+  }
+  return x;
+}
+
 export function goJson(v: unknown): string {
-  const norm = (x: unknown): unknown => {
-    if (x === NO_VALUE || x === undefined) return null;
-    if (typeof x === 'bigint') return (JSON as unknown as { rawJSON(s: string): unknown }).rawJSON(x.toString());
-    if (Array.isArray(x)) return x.map(norm);
-    if (x && typeof x === 'object') {
-      const o = x as Record<string, unknown>;
-      const out: Record<string, unknown> = {};
-      for (const k of Object.keys(o).sort()) if (typeof o[k] !== 'function') out[k] = norm(o[k]);
-      return out;
-    }
-    return x;
-  };
-  return JSON.stringify(norm(v)) ?? 'null';
+  if (v && typeof v === 'object' && (v as Record<symbol, unknown>)[LIST_ROW]) {
+    return (JSON.stringify(norm(v, true)) ?? 'null').replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026');
+  }
+  return JSON.stringify(norm(v, false)) ?? 'null';
 }
 
 function printf(format: string, ...args: unknown[]): string {
