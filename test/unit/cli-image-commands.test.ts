@@ -365,3 +365,37 @@ test('build: context tar with .dockerignore applied, query from flags, stream ou
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('login on a terminal prompts for the username and reads the password without echo', async () => {
+  const cfg = await mkdtemp(join(tmpdir(), 'berth-cli-cfg-'));
+  let authBody: unknown;
+  const d = await startFakeDaemon((r, res) => {
+    authBody = JSON.parse(r.body);
+    sendJson(res, 200, { Status: 'Login Succeeded', IdentityToken: 'tok' });
+  });
+  try {
+    const { PassThrough } = await import('node:stream');
+    const { runCli } = await import('../../src/cli/cli.ts');
+    const stdin = new PassThrough() as InstanceType<typeof PassThrough> & { isTTY?: boolean; setRawMode?(m: boolean): void };
+    const modes: boolean[] = [];
+    stdin.isTTY = true;
+    stdin.setRawMode = (m: boolean) => void modes.push(m);
+    const stdout = new PassThrough();
+    const chunks: Buffer[] = [];
+    stdout.on('data', (c: Buffer) => chunks.push(c));
+    const running = runCli(['--config', cfg, 'login', 'reg.example:5000'], { stdin, stdout, stderr: new PassThrough(), env: { BERTH_HOST: d.host } });
+    await new Promise((r) => setTimeout(r, 50));
+    stdin.write('bob\n');
+    await new Promise((r) => setTimeout(r, 50));
+    stdin.write('pw\x7fW\r');
+    assert.equal(await running, 0);
+    assert.deepEqual(authBody, { username: 'bob', password: 'pW', serveraddress: 'reg.example:5000' });
+    assert.equal(Buffer.concat(chunks).toString(), 'Username: Password: \nLogin Succeeded\n');
+    assert.deepEqual(modes, [true, false]);
+    const conf = JSON.parse(await readFile(join(cfg, 'config.json'), 'utf8')) as { auths: Record<string, { identitytoken?: string }> };
+    assert.equal(conf.auths['reg.example:5000']!.identitytoken, 'tok', 'an identity token is stored instead of the password');
+  } finally {
+    await d.close();
+    await rm(cfg, { recursive: true, force: true });
+  }
+});
