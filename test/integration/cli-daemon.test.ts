@@ -104,6 +104,24 @@ test('tag, save, rmi, load round trip', { skip }, async () => {
   assert.ok(listed.stdout.split('\n').includes('me/bb:1'), listed.stdout);
 });
 
+test('build: context with .dockerignore, tag, run the result', { skip }, async () => {
+  const ctxDir = join(dir.path, 'ctx');
+  await mkdir(ctxDir);
+  await writeFile(join(ctxDir, 'Dockerfile'), 'FROM busybox\nCOPY . /app/\nRUN ls /app > /listing\nCMD ["cat", "/listing"]\n');
+  await writeFile(join(ctxDir, 'keep.txt'), 'k');
+  await writeFile(join(ctxDir, 'secret.txt'), 's');
+  await writeFile(join(ctxDir, '.dockerignore'), 'secret.txt\n');
+  const b = await berth(d, ['build', '-t', 'built:1', ctxDir]);
+  assert.equal(b.code, 0, b.stderr + b.stdout);
+  assert.match(b.stdout, /^Sending build context to Docker daemon/);
+  assert.match(b.stdout, /Successfully tagged built:1\n$/);
+  const r = await berth(d, ['run', '--rm', 'built:1']);
+  assert.equal(r.stdout, 'Dockerfile\nkeep.txt\n');
+  const q = await berth(d, ['build', '-q', ctxDir]);
+  assert.equal(q.code, 0, q.stderr);
+  assert.match(q.stdout, /^sha256:[0-9a-f]{64}\n$/);
+});
+
 test('login stores credentials; push and pull through an authenticating registry', { skip }, async () => {
   const reg = await startRegistry({ htpasswd: { user: 'alice', pass: 's3cret' } });
   try {
