@@ -24,7 +24,11 @@ import { BuildContext } from './context.ts';
 import { RuncStepRunner } from './run-step.ts';
 
 /** Extras of berth's ImageService beyond the core contract (GC roots for cached layers, GC). */
-type ImageExtras = { addGcRoots?(fn: () => Iterable<string>): void; gc?(): Promise<{ bytes: number }> };
+type ImageExtras = {
+  addGcRoots?(fn: () => Iterable<string>): void;
+  gc?(): Promise<{ bytes: number }>;
+  lease?(ids: Iterable<string>): Promise<{ release(): void }>;
+};
 
 export function createModule(): DaemonModule {
   let cache: BuildCache | undefined;
@@ -56,6 +60,8 @@ export function createModule(): DaemonModule {
           log: daemon.log,
         };
         if (s.pullImage) deps.pullImage = s.pullImage;
+        const x = extras();
+        if (x?.lease) deps.lease = (ids) => x.lease!(ids);
         return new Builder(deps);
       };
       router.post('/build', (ctx) => handleBuild(ctx, builder, c, daemon.log));

@@ -68,6 +68,12 @@ export interface BuilderDeps {
   runner: StepRunner;
   cache: BuildCache;
   log: Logger;
+  /**
+   * Hold blobs and snapshots against the image service's GC until released (ImageService.lease).
+   * A build leases each layer before committing it and the base image's layers, and releases
+   * them when it is over (by then the image and the cache entries are GC roots).
+   */
+  lease?: (ids: string[]) => Promise<{ release(): void }>;
 }
 
 /** Docker's JSON message (the legacy builder's progress stream). */
@@ -188,6 +194,7 @@ class BuildRun {
   /** Layer blobs being stored in the background (see #storeLayer). */
   readonly #pending: Array<Promise<void>> = [];
   readonly #runner: StepRunner & { close?(): Promise<void> };
+  readonly #leases: Array<{ release(): void }> = [];
 
   constructor(deps: BuilderDeps, req: BuildRequest) {
     this.#d = deps;
@@ -251,6 +258,7 @@ class BuildRun {
   async cleanup(): Promise<void> {
     // Layer blobs still being written must land (or fail) before their temp files go.
     await Promise.allSettled(this.#pending);
+    for (const l of this.#leases) l.release();
     for (const c of this.#cleanups.reverse()) await c().catch((err: unknown) => this.#d.log.warn({ err: errorMessage(err) }, 'build cleanup failed'));
     await this.#runner.close?.().catch((err: unknown) => this.#d.log.warn({ err: errorMessage(err) }, 'build network teardown failed'));
     await rm(this.#tmp, { recursive: true, force: true }).catch(() => {});
@@ -426,7 +434,9 @@ class BuildRun {
       };
     } else {
       const resolved = await this.#baseImage(image, platform, from.platform !== undefined, out);
+      await this.#lease([resolved.record.id, ...resolved.chainIds]);
       const layers = await this.#layersOf(resolved);
+      await this.#lease(layers.map((l) => l.blob.digest));
       const config = structuredClone(resolved.config);
       st = { config, layers, chain: [...resolved.chainIds], key: hash('image', resolved.record.id), args: new Map(), platform, cmdSet: false, out };
     }
@@ -1023,6 +1033,8 @@ class BuildRun {
     trace('diff', t0);
     t0 = performance.now();
     const chainId = parent ? sha256(`${parent} ${diffId}`) : diffId;
+    // Leased before it exists: a GC starting now cannot take it (lease waits for a running one).
+    await this.#lease([chainId, diffId]);
     await this.#d.snapshotter.commit(snapKey, chainId);
     trace('commit', t0);
     const stored = (async () => {
@@ -1035,6 +1047,10 @@ class BuildRun {
       trace('ingest (background)', t1);
     })();
     return { layer: { diffId, chainId, blob: { digest: diffId, size, mediaType: MediaType.OciLayer } }, stored };
+  }
+
+  async #lease(ids: string[]): Promise<void> {
+    if (this.#d.lease) this.#leases.push(await this.#d.lease(ids));
   }
 
   /** Wait for every background blob write; the first failure fails the build. */

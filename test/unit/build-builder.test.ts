@@ -70,7 +70,15 @@ async function setup() {
   await cache.init();
   const images = new MemImages();
   const runner = new FakeRunner();
-  const builder = new Builder({ images, snapshotter, content, host, runner, cache, log: createLogger({ out: () => {} }) });
+  const leases = { held: new Map<string, number>(), taken: [] as string[] };
+  const lease = async (ids: string[]) => {
+    for (const id of ids) {
+      leases.taken.push(id);
+      leases.held.set(id, (leases.held.get(id) ?? 0) + 1);
+    }
+    return { release: () => ids.forEach((id) => leases.held.set(id, leases.held.get(id)! - 1)) };
+  };
+  const builder = new Builder({ images, snapshotter, content, host, runner, cache, log: createLogger({ out: () => {} }), lease });
   const build = async (files: Record<string, string>, extra: Partial<Parameters<Builder['build']>[0]> = {}) => {
     const ctx = await BuildContext.fromTar(Readable.from([await buildTar(Object.entries(files).map(([name, body]) => ({ name, body, mtime: new Date(1_600_000_000_000) })))]), cache.tmp);
     const msgs: BuildMessage[] = [];
@@ -82,7 +90,7 @@ async function setup() {
       await ctx.cleanup();
     }
   };
-  return { dir, images, runner, cache, content, snapshotter, build, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  return { dir, images, runner, cache, content, snapshotter, build, leases, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
 const DF = [
@@ -261,5 +269,18 @@ test('the cache is bounded (LRU) and persisted; prune empties it', async () => {
     assert.equal(again.size, 0);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('layers are leased against image GC while the build runs, and released after it', async () => {
+  const s = await setup();
+  try {
+    const r = await s.build({ Dockerfile: 'FROM scratch\nCOPY a.txt /a\n', 'a.txt': 'A' });
+    const img = s.images.byId.get(r.id)!;
+    const diff = img.layers[0]!.diffId;
+    assert.ok(s.leases.taken.includes(diff), 'the new layer was leased (before its commit)');
+    assert.ok([...s.leases.held.values()].every((n) => n === 0), 'every lease released when the build is over');
+  } finally {
+    await s.cleanup();
   }
 });
