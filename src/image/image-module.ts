@@ -13,7 +13,6 @@ import { ImageService } from './image-service.ts';
 import { registerImageRoutes } from './image-routes.ts';
 import { imagePaths } from './paths.ts';
 import { Puller } from './puller.ts';
-import { LayerWorkers } from './layer-workers.ts';
 
 /** Docker's GraphDriver.Data for an image's layer chain (bottom first). */
 function graphDriverData(snapshotRoot: string, chain: readonly string[]): Record<string, string> {
@@ -39,7 +38,6 @@ const STARTUP_GC_DELAY_MS = 1500;
 export function createModule(): DaemonModule {
   let registry: RegistryClient | undefined;
   let startupGc: NodeJS.Timeout | undefined;
-  let workers: LayerWorkers | undefined;
   return {
     async register(router: Router, services: Services, daemon: Daemon): Promise<void> {
       const paths = imagePaths(services.config.dataRoot);
@@ -54,16 +52,7 @@ export function createModule(): DaemonModule {
       }, STARTUP_GC_DELAY_MS);
       startupGc.unref();
       registry = new RegistryClient({ insecureRegistries: services.config.insecureRegistries, userAgent: `berth/${BERTH_VERSION}` });
-      // Worker threads for layer transfers; pulls run in-thread if they cannot start.
-      workers = new LayerWorkers(2);
-      try {
-        await workers.start();
-      } catch (err) {
-        daemon.log.warn({ err: String(err) }, 'layer workers did not start; pulls run on the main thread');
-        await workers.close().catch(() => {});
-        workers = undefined;
-      }
-      const puller = new Puller(workers ? { images, registry, workers } : { images, registry });
+      const puller = new Puller({ images, registry });
       services.images = images;
       services.snapshotter = snapshotter;
       services.pullImage = async (ref, opts = {}) => {
@@ -78,7 +67,6 @@ export function createModule(): DaemonModule {
     },
     async close(): Promise<void> {
       if (startupGc) clearTimeout(startupGc);
-      await workers?.close();
       await registry?.close();
     },
   };

@@ -25,7 +25,7 @@ import { chainIds } from '../core/chain-id.ts';
 import { BerthError, dataLoss, errorMessage, invalidArgument, notFound } from '../core/errors.ts';
 import { INDEX_TYPES, MANIFEST_TYPES, MediaType, platformMatches, type Descriptor, type ImageConfig, type Platform } from '../core/oci.ts';
 import { familiarString, formatReference, parseReference, repositoryName, type Reference } from '../core/reference.ts';
-import type { SnapshotInfo, UnpackOptions } from '../core/snapshots.ts';
+import type { SnapshotInfo } from '../core/snapshots.ts';
 import type { RegistryClient } from '../distribution/registry-client.ts';
 import { staticAuth, type Credentials } from '../distribution/credentials.ts';
 import { inflate } from './inflate.ts';
@@ -35,7 +35,6 @@ import { progressMessage, Throttle, type ProgressSink } from './progress.ts';
 import { Tee } from './tee.ts';
 import { Coalesce } from './coalesce.ts';
 import { HashCounter } from './hash-counter.ts';
-import type { LayerJob, LayerWorkers } from './layer-workers.ts';
 
 export interface PullOptions {
   platform?: Platform;
@@ -60,8 +59,6 @@ export interface PullerOptions {
   concurrency?: number;
   /** Bound on one layer's uncompressed size (decompression bombs). */
   maxLayerBytes?: number;
-  /** Worker threads for the non-apply work of layer transfers; in-thread when absent. */
-  workers?: LayerWorkers;
 }
 
 /** Parse a user's image reference; Docker's 400 "invalid reference format". */
@@ -134,7 +131,6 @@ interface LayerCtx {
   progress: ProgressSink;
   signal: AbortSignal | undefined;
   sem: Semaphore;
-  auth: Credentials | undefined;
 }
 
 export class Puller {
@@ -142,7 +138,6 @@ export class Puller {
   readonly #registry: RegistryClient;
   readonly #concurrency: number;
   readonly #maxLayerBytes: number | undefined;
-  readonly #workers: LayerWorkers | undefined;
   /** chain ID -> the job unpacking it (shared by concurrent pulls). */
   readonly #jobs = new Map<Digest, Promise<SnapshotInfo>>();
 
@@ -151,7 +146,6 @@ export class Puller {
     this.#registry = opts.registry;
     this.#concurrency = opts.concurrency ?? 4;
     this.#maxLayerBytes = opts.maxLayerBytes;
-    this.#workers = opts.workers;
   }
 
   async pull(input: string, opts: PullOptions = {}): Promise<PullResult> {
@@ -208,7 +202,7 @@ export class Puller {
         downloaded = true;
         jobs.push(this.#layerJob({
           rc, ref, desc: manifest.layers[i]!, diffId: diffIds[i]!, chain: chain[i]!, parent: i > 0 ? chain[i - 1] : undefined,
-          parentJob: i > 0 ? jobs[i - 1] : undefined, progress, signal, sem, auth: opts.auth,
+          parentJob: i > 0 ? jobs[i - 1] : undefined, progress, signal, sem,
         }));
       }
       const settled = await Promise.allSettled(jobs);
@@ -289,12 +283,10 @@ export class Puller {
       l.signal?.throwIfAborted();
       const parentReady = l.parent === undefined || (await images.snapshotter.stat(l.parent)) !== undefined;
       const haveBlob = await images.content.has(l.desc.digest);
-      const workers = this.#workers?.available ? this.#workers : undefined;
       if (parentReady && !haveBlob) {
-        info = workers ? await this.#streamLayerOff(workers, l, release) : await this.#streamLayer(l, release);
+        info = await this.#streamLayer(l, release);
       } else if (!haveBlob) {
-        if (workers) await this.#downloadOff(workers, l);
-        else await this.#download(l);
+        await this.#download(l);
       } else {
         l.progress(progressMessage(id, 'Download complete'));
       }
@@ -303,111 +295,7 @@ export class Puller {
     }
     if (info) return info;
     if (l.parentJob) await l.parentJob;
-    return this.#workers?.available ? this.#unpackStoredOff(this.#workers, l) : this.#unpackStored(l);
-  }
-
-  #job(l: LayerCtx, source: 'http' | 'file', store: boolean, tar: boolean): Omit<LayerJob, 'id'> {
-    const job: Omit<LayerJob, 'id'> = {
-      contentRoot: this.#images.content.root,
-      desc: { mediaType: l.desc.mediaType, digest: l.desc.digest, size: l.desc.size },
-      source,
-      repo: { domain: l.ref.domain, path: l.ref.path },
-      registry: { insecureRegistries: [...this.#registry.insecureRegistries], userAgent: this.#registry.userAgent },
-      store,
-      tar,
-    };
-    if (l.auth) job.auth = l.auth;
-    if (this.#maxLayerBytes !== undefined) job.maxBytes = this.#maxLayerBytes;
-    return job;
-  }
-
-  #unpackOpts(l: LayerCtx, beforeCommit: () => Promise<void>): UnpackOptions {
-    const o: UnpackOptions = { beforeCommit };
-    if (this.#maxLayerBytes !== undefined) o.maxBytes = this.#maxLayerBytes;
-    if (l.signal) o.signal = l.signal;
-    return o;
-  }
-
-  /** #streamLayer with the download, verification and inflate on a worker thread. */
-  async #streamLayerOff(workers: LayerWorkers, l: LayerCtx, downloaded: () => void): Promise<SnapshotInfo> {
-    const id = shortId(l.desc.digest);
-    const t = workers.run(this.#job(l, 'http', true, true), this.#downloadProgress(l));
-    const onAbort = () => t.abort();
-    l.signal?.addEventListener('abort', onAbort, { once: true });
-    const stored = t.stored.then(() => {
-      downloaded();
-      l.progress(progressMessage(id, 'Verifying Checksum'));
-      l.progress(progressMessage(id, 'Download complete'));
-      l.progress(progressMessage(id, 'Extracting', l.desc.size, l.desc.size));
-    });
-    stored.catch(() => {});
-    try {
-      const info = await this.#images.snapshotter.unpack(l.chain, l.parent, t.tar!, this.#unpackOpts(l, async () => {
-        await stored;
-        this.#checkDiffId(l, (await t.done).diffId);
-      }));
-      t.tar!.resume();
-      await stored;
-      await t.done;
-      l.progress(progressMessage(id, 'Pull complete'));
-      return info;
-    } catch (err) {
-      t.abort();
-      t.tar!.destroy();
-      const dl = await stored.then(() => undefined, (e: unknown) => e);
-      await t.done.catch(() => {});
-      throw layerError(l, dl instanceof BerthError && dl.kind === 'DataLoss' ? dl : err);
-    } finally {
-      l.signal?.removeEventListener('abort', onAbort);
-    }
-  }
-
-  /** #download on a worker thread. */
-  async #downloadOff(workers: LayerWorkers, l: LayerCtx): Promise<void> {
-    const id = shortId(l.desc.digest);
-    const t = workers.run(this.#job(l, 'http', true, false), this.#downloadProgress(l));
-    const onAbort = () => t.abort();
-    l.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await t.done;
-      l.progress(progressMessage(id, 'Verifying Checksum'));
-      l.progress(progressMessage(id, 'Download complete'));
-    } catch (err) {
-      throw layerError(l, err);
-    } finally {
-      l.signal?.removeEventListener('abort', onAbort);
-    }
-  }
-
-  /** #unpackStored with the read and inflate on a worker thread. */
-  async #unpackStoredOff(workers: LayerWorkers, l: LayerCtx): Promise<SnapshotInfo> {
-    const images = this.#images;
-    const id = shortId(l.desc.digest);
-    const existing = await images.snapshotter.stat(l.chain);
-    if (existing) {
-      l.progress(progressMessage(id, 'Pull complete'));
-      return existing;
-    }
-    const th = new Throttle(100);
-    const total = l.desc.size;
-    const t = workers.run(this.#job(l, 'file', false, true), (n) => {
-      if (n < total && !th.ready()) return;
-      l.progress(progressMessage(id, 'Extracting', n, total));
-    });
-    try {
-      const info = await images.snapshotter.unpack(l.chain, l.parent, t.tar!, this.#unpackOpts(l, async () => {
-        this.#checkDiffId(l, (await t.done).diffId);
-      }));
-      t.tar!.resume();
-      await t.done;
-      l.progress(progressMessage(id, 'Pull complete'));
-      return info;
-    } catch (err) {
-      t.abort();
-      t.tar!.destroy();
-      await t.done.catch(() => {});
-      throw layerError(l, err);
-    }
+    return this.#unpackStored(l);
   }
 
   #downloadProgress(l: LayerCtx): (n: number) => void {
