@@ -7,8 +7,10 @@
 // Steps. Metadata instructions (ENV, LABEL, CMD, ...) change the image config and add an
 // `empty_layer` history entry. RUN, COPY and ADD work on a build snapshot: prepare an active
 // snapshot on the stage's top chain ID, mount it, run the container or copy the files, unmount,
-// turn the overlay upper dir into a layer tar (layer-diff), store the blob uncompressed in the
-// content store and commit the snapshot under the layer's chain ID (no second unpack).
+// turn the overlay upper dir into a layer tar (layer-diff), commit the snapshot under the
+// layer's chain ID (no second unpack) and store the blob, uncompressed, in the content store
+// while the next step runs. Everything a build creates is leased against the image service's
+// GC until the image and the cache entries (GC roots) hold it.
 //
 // Cache. The key of a step is sha256 of: the key of the step before (the first comes from the
 // base image ID or "scratch" and the platform), the chain ID the step starts from, and the
@@ -900,7 +902,7 @@ class BuildRun {
     if (!top) return { tree: new DirectoryTree(dir) };
     const key = `build-${this.#id}-ro-${++this.#snapSeq}`;
     const mounts = await this.#d.snapshotter.prepare(key, top);
-    const root = await this.#mountAt(mounts, join(dir, 'root'), true);
+    const root = await this.#mountAt(mounts, join(dir, 'root'));
     this.#cleanups.push(async () => {
       await root.unmount();
       await this.#d.snapshotter.remove(key);
@@ -926,16 +928,15 @@ class BuildRun {
   // -------------------------------------------------------------------------------------------
   // Layers
 
-  async #mountAt(mounts: Mount[], target: string, readonly = false): Promise<{ path: string; unmount(): Promise<void> }> {
+  async #mountAt(mounts: Mount[], target: string): Promise<{ path: string; unmount(): Promise<void> }> {
     const m = mounts[0]!;
     if (m.type === 'bind') {
       // A snapshot on an empty parent is a plain directory: use it in place.
       return { path: m.source, unmount: async () => {} };
     }
     await mkdir(target, { recursive: true, mode: 0o755 });
-    // Read-only uses keep the snapshot's upper dir (overlay refuses a single lowerdir without
-    // one); nothing writes there and the snapshot is removed afterwards.
-    void readonly;
+    // Read-only uses (COPY --from) mount with the snapshot's upper dir too (overlay refuses a
+    // single lowerdir without one); nothing writes there and the snapshot is removed after.
     await this.#d.host.mount(m.source, target, m.type, m.options);
     return {
       path: target,
