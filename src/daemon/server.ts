@@ -165,6 +165,7 @@ export class Daemon {
     try {
       const url = new URL(req.url ?? '/', 'http://berth');
       const { version, path } = splitVersion(url.pathname);
+      if (this.config.debug) this.log.debug({ method: req.method, url: req.url, upgrade: true }, 'request');
       for (const u of this.#upgrades) {
         const m = u.re.exec(path);
         if (!m || u.method !== req.method) continue;
