@@ -22,6 +22,7 @@ import { BuildCache } from './build-cache.ts';
 import { Builder, BuildStepError, trace, type BuildImages, type BuildMessage } from './builder.ts';
 import { BuildContext } from './context.ts';
 import { RuncStepRunner } from './run-step.ts';
+import { Mounter } from '../runtime/mounter.ts';
 
 /** Extras of berth's ImageService beyond the core contract (GC roots for cached layers, GC). */
 type ImageExtras = {
@@ -32,6 +33,7 @@ type ImageExtras = {
 
 export function createModule(): DaemonModule {
   let cache: BuildCache | undefined;
+  let mounter: Mounter | undefined;
   return {
     async register(router: Router, services: Services, daemon: Daemon): Promise<void> {
       const s = services;
@@ -39,6 +41,7 @@ export function createModule(): DaemonModule {
       cache = new BuildCache(join(s.config.dataRoot, 'build-cache'));
       await cache.init();
       const c = cache;
+      const m = (mounter = new Mounter(s.host));
       extras()?.addGcRoots?.(() => c.roots());
       const runner = new RuncStepRunner({
         host: s.host,
@@ -58,6 +61,7 @@ export function createModule(): DaemonModule {
           runner,
           cache: c,
           log: daemon.log,
+          mounter: m,
         };
         if (s.pullImage) deps.pullImage = s.pullImage;
         const x = extras();
@@ -72,6 +76,7 @@ export function createModule(): DaemonModule {
       });
     },
     async close(): Promise<void> {
+      mounter?.close();
       await cache?.save();
     },
   };

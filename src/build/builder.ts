@@ -76,6 +76,8 @@ export interface BuilderDeps {
    * them when it is over (by then the image and the cache entries are GC roots).
    */
   lease?: (ids: string[]) => Promise<{ release(): void }>;
+  /** mount/umount for build roots (the runtime's syscall helper); the host's commands otherwise. */
+  mounter?: Pick<Host, 'mount' | 'unmount'>;
 }
 
 /** Docker's JSON message (the legacy builder's progress stream). */
@@ -937,11 +939,12 @@ class BuildRun {
     await mkdir(target, { recursive: true, mode: 0o755 });
     // Read-only uses (COPY --from) mount with the snapshot's upper dir too (overlay refuses a
     // single lowerdir without one); nothing writes there and the snapshot is removed after.
-    await this.#d.host.mount(m.source, target, m.type, m.options);
+    const mounter = this.#d.mounter ?? this.#d.host;
+    await mounter.mount(m.source, target, m.type, m.options);
     return {
       path: target,
       unmount: async () => {
-        await this.#d.host.unmount(target).catch(async () => this.#d.host.unmount(target, { lazy: true }));
+        await mounter.unmount(target).catch(async () => mounter.unmount(target, { lazy: true }));
       },
     };
   }
