@@ -145,6 +145,8 @@ test('name conflicts, unknown containers and malformed bodies get Docker\'s answ
   assert.equal(badRestart.status, 400);
   const notFoundCmd = await docker(d, ['run', '--rm', 'busybox', 'no-such-binary']);
   assert.equal(notFoundCmd.code, 127, notFoundCmd.stderr);
+  const notExecutable = await docker(d, ['run', '--rm', 'busybox', '/etc/passwd']);
+  assert.equal(notExecutable.code, 126, notExecutable.stderr);
   ok(await docker(d, ['rm', 'dup']), 'rm');
 });
 
