@@ -310,6 +310,18 @@ export async function startDaemon(opts: { args?: string[] } = {}): Promise<TestD
       await launch();
     },
     async cleanup() {
+      // Containers outlive berthd (live restore), so remove them while the daemon still runs:
+      // otherwise their conmon, cgroups and mounts would outlive the test.
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          const list = await api(socket, 'GET', '/containers/json?all=1');
+          if (list.status === 200) {
+            await Promise.all((list.json() as Array<{ Id: string }>).map((c) => api(socket, 'DELETE', `/containers/${c.Id}?force=1&v=1`)));
+          }
+        } catch {
+          /* the daemon may have no container module or be wedged; stop it anyway */
+        }
+      }
       await stopChild(child, 'SIGTERM', 15000);
       await unmountUnder(base);
       await rm(base, { recursive: true, force: true });
