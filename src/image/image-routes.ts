@@ -87,28 +87,69 @@ export function pullReference(fromImage: string, tag: string | null): string {
   return formatReference(ref.tag === undefined && ref.digest === undefined ? { ...ref, tag: 'latest' } : ref);
 }
 
-/** path.Match-style glob ('*' and '?' stay within one path segment) as a RegExp. */
-function globRe(pattern: string): RegExp {
+/**
+ * path.Match-style glob as a RegExp: '*' and '?' stay within one path segment, '[...]' classes
+ * (negated with '^', ranges with '-'), '\\' escapes. A malformed pattern is an invalid argument
+ * (Go's ErrBadPattern).
+ */
+export function globRe(pattern: string): RegExp {
+  const esc = (c: string) => c.replace(/[-.*+?^${}()|[\]\\/]/g, '\\$&');
+  const bad = () => invalidArgument(`invalid reference filter ${JSON.stringify(pattern)}: syntax error in pattern`);
   let re = '';
-  for (const c of pattern) {
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
     if (c === '*') re += '[^/]*';
     else if (c === '?') re += '[^/]';
-    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+    else if (c === '\\') {
+      if (i + 1 >= pattern.length) throw bad();
+      re += esc(pattern[++i]!);
+    } else if (c === '[') {
+      let j = i + 1;
+      let cls = '';
+      if (pattern[j] === '^') {
+        cls += '^';
+        j++;
+      }
+      const start = j;
+      while (j < pattern.length && (pattern[j] !== ']' || j === start)) {
+        if (pattern[j] === ']' && j === start) throw bad();
+        if (pattern[j] === '\\') {
+          j++;
+          if (j >= pattern.length) throw bad();
+          cls += esc(pattern[j]!);
+        } else if (pattern[j] === '-' && j > start && pattern[j + 1] !== undefined && pattern[j + 1] !== ']') cls += '-';
+        else cls += esc(pattern[j]!);
+        j++;
+      }
+      if (j >= pattern.length || j === start) throw bad();
+      // A class never matches '/', as in Go.
+      re += `(?!/)[${cls}]`;
+      i = j;
+    } else re += esc(c);
   }
   return new RegExp(`^${re}$`);
 }
 
-/** Docker's reference filter: the pattern against "name" and "name:tag" of each tag or digest. */
-function referenceMatches(img: StoredImage, patterns: string[]): boolean {
-  const refs = [...img.repoTags, ...img.repoDigests];
-  return patterns.some((p) => {
-    const re = globRe(p);
-    return refs.some((r) => {
-      const f = familiar(r);
-      const name = familiarName(parseReference(r, { defaultTag: false }));
-      return re.test(f) || re.test(name);
-    });
-  });
+/** Docker's FamiliarMatch: the pattern against "name:tag" (or "name@digest") and against "name". */
+function referenceMatches(ref: string, patterns: RegExp[]): boolean {
+  const f = familiar(ref);
+  const name = familiarName(parseReference(ref, { defaultTag: false }));
+  return patterns.some((re) => re.test(f) || re.test(name));
+}
+
+/**
+ * Docker's `reference` filter for GET /images/json: each image keeps only the RepoTags and
+ * RepoDigests that match one of the patterns; images left with none are dropped.
+ */
+export function filterByReference(list: StoredImage[], patterns: string[]): StoredImage[] {
+  const res = patterns.map(globRe);
+  const out: StoredImage[] = [];
+  for (const img of list) {
+    const repoTags = img.repoTags.filter((r) => referenceMatches(r, res));
+    const repoDigests = img.repoDigests.filter((r) => referenceMatches(r, res));
+    if (repoTags.length + repoDigests.length > 0) out.push({ ...img, repoTags, repoDigests });
+  }
+  return out;
 }
 
 export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void {
@@ -136,7 +177,7 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
       list = list.filter((i) => (i.repoTags.length === 0) === want);
     }
     const refs = filters.get('reference');
-    if (refs?.length) list = list.filter((i) => referenceMatches(i, refs));
+    if (refs?.length) list = filterByReference(list, refs);
     for (const key of ['before', 'since'] as const) {
       const v = filters.get(key)?.[0];
       if (v === undefined) continue;
