@@ -137,6 +137,8 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
   r.post('/containers/{id}/wait', async ({ res, params, query }) => {
     const cond = (query.get('condition') || 'not-running') as WaitCondition;
     if (!['not-running', 'next-exit', 'removed'].includes(cond)) throw invalidArgument(`invalid condition: "${cond}"`);
+    // An unknown container is a plain 404 before the streamed 200 header goes out.
+    svc.store.get(params.id!);
     const p = svc.wait(params.id!, cond);
     // Docker sends the header at once (the CLI waits for it before starting the container).
     res.writeHead(200, { 'Content-Type': 'application/json' });

@@ -1,0 +1,63 @@
+// Start failures through the real docker CLI: full runc error, 126/127, --rm removal without a
+// hang; wait on an unknown container is a 404.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDaemon, importBusybox, docker, api, isRoot, type TestDaemon } from '../helpers/fixtures.ts';
+
+const skip = !isRoot && 'needs root';
+let d: TestDaemon;
+
+before(async () => {
+  if (skip) return;
+  d = await startDaemon();
+  await importBusybox(d);
+});
+
+after(async () => {
+  if (skip) return;
+  await docker(d, ['rm', '-f', ...(await docker(d, ['ps', '-aq'])).stdout.split('\n').filter(Boolean)]).catch(() => {});
+  await d.cleanup();
+});
+
+test('run --rm of a missing or non-executable command: full error, 127/126, returns, container gone', { skip, timeout: 60000 }, async () => {
+  const cases: Array<[string, number, RegExp]> = [
+    ['/nonexistent', 127, /exec: "\/nonexistent": stat \/nonexistent: no such file or directory/],
+    ['no-such-binary', 127, /exec: "no-such-binary": executable file not found in \$PATH/],
+    ['/etc/passwd', 126, /exec: "\/etc\/passwd": permission denied/],
+  ];
+  for (const [cmd, code, msg] of cases) {
+    // timeoutMs: a hang (removed-waiter never answered) fails here instead of stalling the suite.
+    const r = await docker(d, ['run', '--rm', '--network', 'none', 'busybox', cmd], { timeoutMs: 20000 });
+    assert.equal(r.code, code, r.stderr);
+    assert.match(r.stderr, msg);
+    assert.doesNotMatch(r.stderr, /exec: `\s*$/m, 'message not cut off');
+  }
+  const ps = await docker(d, ['ps', '-a', '--format', '{{.Command}}']);
+  assert.equal(ps.code, 0, ps.stderr);
+  assert.equal(ps.stdout.trim(), '', 'no --rm container left');
+});
+
+test('wait condition=removed returns once a failed --rm container is removed', { skip, timeout: 60000 }, async () => {
+  const c = await api(d.socket, 'POST', '/containers/create', { Image: 'busybox', Cmd: ['/nonexistent'], HostConfig: { AutoRemove: true, NetworkMode: 'none' } });
+  assert.equal(c.status, 201, c.text());
+  const id = c.json().Id as string;
+  const waiting = api(d.socket, 'POST', `/containers/${id}/wait?condition=removed`);
+  const s = await api(d.socket, 'POST', `/containers/${id}/start`);
+  assert.equal(s.status, 400, s.text());
+  assert.match(s.json().message, /no such file or directory/);
+  const w = await Promise.race([waiting, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('wait did not return')), 15000).unref())]);
+  assert.equal(w.status, 200);
+  assert.equal(w.json().StatusCode, 127);
+  assert.equal((await api(d.socket, 'GET', `/containers/${id}/json`)).status, 404);
+});
+
+test('wait on an unknown container is a 404 with Docker\'s message', { skip, timeout: 30000 }, async () => {
+  for (const cond of ['', '?condition=removed', '?condition=next-exit']) {
+    const w = await api(d.socket, 'POST', `/containers/no-such-ctr/wait${cond}`);
+    assert.equal(w.status, 404, w.text());
+    assert.equal(w.json().message, 'No such container: no-such-ctr');
+  }
+  const r = await docker(d, ['wait', 'no-such-ctr'], { timeoutMs: 15000 });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /No such container: no-such-ctr/);
+});
