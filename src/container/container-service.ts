@@ -946,7 +946,9 @@ export class ContainerService {
     this.store.forget(rec);
     this.#restart.delete(rec.id);
     this.events.emit('container', 'destroy', rec.id, this.#attrs(rec));
-    this.#notify(rec.id, 'removed', rec.state.exitCode, rec.state.error || undefined);
+    // Docker's SetRemoved clears the error: a removed-waiter gets the exit code only (a failed
+    // start under --rm would otherwise make the CLI log "Error waiting for container").
+    this.#notify(rec.id, 'removed', rec.state.exitCode);
     this.#exitSignals.get(rec.id)?.resolve();
     this.#exitSignals.delete(rec.id);
     await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
