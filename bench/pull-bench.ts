@@ -13,7 +13,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, readdir, writeFile, readFile } from 'node:fs/promises';
-import { tmpdir, cpus } from 'node:os';
+import { tmpdir, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
@@ -105,6 +105,7 @@ async function main(): Promise<void> {
   const imgs = await images();
   const names = values.only ? values.only.split(',') : Object.keys(imgs);
   const registry = await startRegistry();
+  const load0 = loadavg();
   try {
     const refs: Record<string, string> = {};
     for (const n of names) refs[n] = await pushLayout(imgs[n]!, registry, `bench/${n}:1`);
@@ -134,7 +135,7 @@ async function main(): Promise<void> {
     const table = lines.join('\n');
     process.stdout.write(`${table}\n\nruns: ${runs} per tool per image; all samples (ms):\n`);
     for (const n of names) process.stdout.write(`  ${n}: berth ${results[n]!.berth.map((x) => x.toFixed(0)).join(' ')} | podman ${results[n]!.podman.map((x) => x.toFixed(0)).join(' ')}\n`);
-    process.stdout.write(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? ''}\n`);
+    process.stdout.write(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? ''}; load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(1)).join('/')}, at end ${loadavg().map((x) => x.toFixed(1)).join('/')}\n`);
   } finally {
     await registry.stop();
   }
