@@ -117,6 +117,11 @@ export function parseSignal(s: string | number): number {
   return n;
 }
 
+/** Docker's exit code for a process runc could not start: 127 not found, 126 cannot invoke. */
+export function startFailureCode(msg: string): number {
+  return /executable file not found|no such file or directory/i.test(msg) ? 127 : 126;
+}
+
 function nowIso(): string {
   return new Date().toISOString();
 }
@@ -1222,7 +1227,7 @@ export class ContainerService {
         child.on('close', (c, s) => resolve(c ?? (s ? 128 + (SIGNALS[s.replace(/^SIG/, '')] ?? 9) : 128)));
       });
       signal.removeEventListener('abort', onAbort);
-      const final = code === 255 && /executable file not found|no such file/.test(errText) ? 127 : code;
+      const final = code === 255 && /unable to start container process/.test(errText) ? startFailureCode(errText) : code;
       if (opts.detach) {
         void finish(final);
         return 0;
@@ -1257,10 +1262,17 @@ export class ContainerService {
       signal.addEventListener('abort', () => att?.close(), { once: true });
     }
     proc.start?.();
-    const code = await (proc.exitCode ?? Promise.resolve(-1));
+    let code = await (proc.exitCode ?? Promise.resolve(-1));
     if (att) await Promise.race([att.closed, new Promise((r) => setTimeout(r, 2000))]);
     att?.close();
-    await finish(code < 0 ? 126 : code);
+    if (code < 0) {
+      // runc could not start the process: its error (from conmon's sync pipe) goes to the
+      // client, and the exit code says which failure it was (as Docker: 127 or 126).
+      const msg = proc.startError?.();
+      if (msg && sink && !opts.detach) sink.write(1, Buffer.from(`OCI runtime exec failed: ${msg}\r\n`));
+      code = msg ? startFailureCode(msg) : 126;
+    }
+    await finish(code);
     return code;
   }
 

@@ -79,6 +79,8 @@ function readSyncMessages(stream: Readable, onMessage: (m: { data: number; messa
 export interface ConmonProcess extends ConmonStarted {
   /** For exec sessions with attach: resolves when conmon made its attach socket. */
   attachReady?: Promise<void>;
+  /** Exec sessions with attach: runc's error once the exec failed to start (after start()). */
+  startError?: () => string | undefined;
   /** Exec sessions: write to conmon's start pipe to let the exec run. */
   start?: () => void;
   /** Exec sessions: the exit code (conmon's second sync message). */
@@ -140,6 +142,7 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
   child.on('error', () => {});
   let exitResolve!: (n: number) => void;
   const exitCode = new Promise<number>((r) => (exitResolve = r));
+  let startError: string | undefined;
   const result = await new Promise<ConmonProcess>((resolve, reject) => {
     let got = 0;
     let pid = -1;
@@ -147,7 +150,10 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
       got++;
       if (got === 1) {
         if (m.data < 0) {
-          reject(internal(cleanRuntimeError(m.message ?? 'conmon: container create failed')));
+          startError = cleanRuntimeError(m.message ?? 'conmon: container create failed');
+          // An exec with attach resolved already: its failure shows as exit code -1.
+          if (attachPipe) exitResolve(-1);
+          reject(internal(startError));
           return;
         }
         pid = m.data;
@@ -174,6 +180,7 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
   });
   if (o.exec) {
     result.exitCode = exitCode;
+    result.startError = () => startError;
     result.start = () => {
       try {
         startPipe!.write('0');

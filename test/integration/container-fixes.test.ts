@@ -64,3 +64,22 @@ test('wait on an unknown container is a 404 with Docker\'s message', { skip, tim
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /No such container: no-such-ctr/);
 });
+
+test('exec of a missing or non-executable command: 127/126 with runc\'s error, with and without a TTY', { skip, timeout: 60000 }, async () => {
+  const run = await docker(d, ['run', '-d', '--network', 'none', '--name', 'execfail', 'busybox', 'sleep', '60']);
+  assert.equal(run.code, 0, run.stderr);
+  try {
+    for (const tty of [[], ['-t']]) {
+      const missing = await docker(d, ['exec', ...tty, 'execfail', 'no-such-binary'], { timeoutMs: 15000 });
+      assert.equal(missing.code, 127, `${tty} ${missing.stderr}`);
+      assert.match(missing.stdout + missing.stderr, /exec: \\?"no-such-binary\\?": executable file not found in \$PATH/);
+      const denied = await docker(d, ['exec', ...tty, 'execfail', '/etc/passwd'], { timeoutMs: 15000 });
+      assert.equal(denied.code, 126, `${tty} ${denied.stderr}`);
+      assert.match(denied.stdout + denied.stderr, /exec: \\?"\/etc\/passwd\\?": permission denied/);
+    }
+    // A process of its own that exits 255 keeps its code.
+    assert.equal((await docker(d, ['exec', 'execfail', 'sh', '-c', 'exit 255'])).code, 255);
+  } finally {
+    await docker(d, ['rm', '-f', 'execfail']);
+  }
+});
