@@ -675,7 +675,9 @@ export class ContainerService {
       this.#pendingAttach.delete(id);
       for (const f of this.#pendingFail.get(id) ?? []) f();
       this.#pendingFail.delete(id);
-      this.#notify(id, 'exit', rec.state.exitCode, msg);
+      // Waiters get the exit code only: the start error is the start request's answer (Docker
+      // does not answer them with it; the CLI would log "Error waiting for container").
+      this.#notify(id, 'exit', rec.state.exitCode);
       if (rec.hostConfig.AutoRemove) void this.#autoRemove(rec);
       // The CLI maps these to 127/126 from the message; Docker answers them with 400.
       if (/executable file not found|no such file or directory|permission denied|not a directory/i.test(msg)) throw invalidArgument(`failed to create task for container: ${msg}`);

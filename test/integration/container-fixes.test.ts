@@ -54,6 +54,18 @@ test('wait condition=removed returns once a failed --rm container is removed', {
   assert.equal((await api(d.socket, 'GET', `/containers/${id}/json`)).status, 404);
 });
 
+test('run without --rm of a missing command: 127, the start error once, no wait error', { skip, timeout: 60000 }, async () => {
+  for (const extra of [[], ['-d']]) {
+    const r = await docker(d, ['run', ...extra, '--name', `startfail${extra.length}`, '--network', 'none', 'busybox', '/nonexistent'], { timeoutMs: 20000 });
+    assert.equal(r.code, 127, r.stderr);
+    assert.match(r.stderr, /stat \/nonexistent: no such file or directory/);
+    assert.doesNotMatch(r.stderr, /Error waiting for container/);
+    const st = await docker(d, ['inspect', '-f', '{{.State.Status}} {{.State.ExitCode}}', `startfail${extra.length}`]);
+    assert.equal(st.stdout.trim(), 'created 127');
+    assert.equal((await docker(d, ['rm', `startfail${extra.length}`])).code, 0);
+  }
+});
+
 test('wait on an unknown container is a 404 with Docker\'s message', { skip, timeout: 30000 }, async () => {
   for (const cond of ['', '?condition=removed', '?condition=next-exit']) {
     const w = await api(d.socket, 'POST', `/containers/no-such-ctr/wait${cond}`);
