@@ -27,6 +27,7 @@ import type { VolumeService, MountPoint } from '../core/volumes.ts';
 import type { Host } from '../host/host.ts';
 import type { Logger } from '../pkg/log.ts';
 import type { DaemonConfig } from '../daemon/config.ts';
+import { planMounts } from '../volume/mount-spec.ts';
 import { buildSpec, specToJson, hostsFile, resolvConf, processArgs, type OciSpec, type OciDevice } from '../runtime/spec.ts';
 import type { CreateBody, DockerConfig, HostConfig } from '../runtime/create-config.ts';
 import { strSlice } from '../runtime/create-config.ts';
@@ -435,9 +436,15 @@ export class ContainerService {
     if (config.StopSignal) parseSignal(config.StopSignal);
     const args = processArgs(ic, body);
     // Validate every flag now (Docker rejects bad flags at create with 400), with stand-in
-    // host facts; start builds the real spec.
+    // host facts; start builds the real spec. With a volume service, binds, mounts and tmpfs are
+    // its to validate (a named volume is not a path), and the spec sees none of them, as at start.
+    let validateBody = body;
+    if (this.#d.volumes()) {
+      planMounts({ binds: hc.Binds, mounts: hc.Mounts as never, tmpfs: hc.Tmpfs });
+      validateBody = { ...body, HostConfig: { ...hc, Binds: null, Mounts: null, Tmpfs: null } };
+    }
     buildSpec({
-      id, rootfs: '/', image: ic, create: body, user: { uid: 0, gid: 0, additionalGids: [], home: '/' },
+      id, rootfs: '/', image: ic, create: validateBody, user: { uid: 0, gid: 0, additionalGids: [], home: '/' },
       files: { hostname: '/h', hosts: '/h', resolvConf: '/r' }, cgroupsPath: '/', cgroupVersion: this.cgroups.version,
       hostRlimits: hostRlimits(), hostCaps: hostBoundingCaps(), initBinary: this.initBinary ?? '/init',
       devices: (hc.Devices ?? []).map((d) => ({ path: d.PathInContainer || d.PathOnHost, type: 'c' as const, major: 0, minor: 0, access: 'rwm' })),

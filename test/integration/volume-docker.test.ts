@@ -37,7 +37,7 @@ after(async () => {
   await rm(hostDir, { recursive: true, force: true });
 });
 
-test('named volume: create with labels, data persists across containers, in-use removal refused', { skip: !isRoot, todo: NEEDS_HOOK }, async () => {
+test('named volume: create with labels, data persists across containers, in-use removal refused', { skip: !isRoot }, async () => {
   assert.equal(await ok(['volume', 'create', '--label', 'team=vol', `v${tag}`]), `v${tag}`);
   const [v] = JSON.parse(await ok(['volume', 'inspect', `v${tag}`]));
   assert.equal(v.Driver, 'local');
@@ -59,7 +59,7 @@ test('named volume: create with labels, data persists across containers, in-use 
   assert.equal(bad.status, 400);
 });
 
-test('copy-up into an empty named volume; tmpfs volumes', { skip: !isRoot, todo: NEEDS_HOOK }, async () => {
+test('copy-up into an empty named volume; tmpfs volumes', { skip: !isRoot }, async () => {
   const out = await ok(['run', '--rm', '-v', `cu${tag}:/etc`, 'busybox', 'true']);
   assert.equal(out, '');
   const passwd = await ok(['run', '--rm', '-v', `cu${tag}:/seen`, 'busybox', 'cat', '/seen/passwd']);
