@@ -322,3 +322,22 @@ test('ARG before FROM, FROM --platform with automatic platform args, pull=1 offl
   const missing = await build(await tarOf({ Dockerfile: 'FROM nosuchimage:1\n' }));
   assert.ok(missing.error, 'an absent image that cannot be pulled fails the build');
 });
+
+test('COPY of a directory into a new path: owner, --chmod, symlinks and mtimes as Docker', { skip }, async () => {
+  const tar = await buildTar([
+    { name: 'Dockerfile', body: 'FROM busybox\nCOPY --chown=1000:1000 d /cd\nCOPY --chmod=0750 d /m\nCOPY d /plain\n' },
+    { name: 'd/', type: 'directory', mode: 0o755 },
+    { name: 'd/sub/', type: 'directory', mode: 0o700 },
+    { name: 'd/sub/f', body: 'f', mode: 0o600, mtime: new Date('2021-02-03T04:05:06Z') },
+    { name: 'd/ln', type: 'symlink', linkname: '/etc/passwd' },
+  ]);
+  const r = await build(tar, 't=cpdir:1');
+  assert.equal(r.error, undefined, r.text);
+  const out = await runIn('cpdir:1', 'stat -c "%n %u:%g %a" /cd/sub /cd/sub/f /m/sub/f /plain/sub /plain/sub/f; readlink /cd/ln; date -u -r /plain/sub/f +%Y');
+  assert.match(out, /\/cd\/sub 1000:1000 700\n/);
+  assert.match(out, /\/cd\/sub\/f 1000:1000 600\n/);
+  assert.match(out, /\/m\/sub\/f 0:0 750\n/);
+  assert.match(out, /\/plain\/sub 0:0 700\n/);
+  assert.match(out, /\/plain\/sub\/f 0:0 600\n/);
+  assert.match(out, /\/etc\/passwd\n2021\n/);
+});
