@@ -618,7 +618,14 @@ export class ContainerService {
       let extraMounts: OciSpec['mounts'] = [];
       let mountPoints: MountPoint[] | undefined;
       if (vols) {
-        const r = await vols.mountsFor({ containerId: id, binds: hc.Binds, mounts: hc.Mounts as never, tmpfs: hc.Tmpfs, imageVolumes: Object.keys(rec.config.Volumes ?? {}), rootfs: needHostRootfs ? rootfs : undefined });
+        // --volumes-from name[:ro|rw]: the other container's mount points as it last started.
+        const volumesFrom = ((hc as { VolumesFrom?: string[] | null }).VolumesFrom ?? []).map((spec) => {
+          const i = spec.lastIndexOf(':');
+          const [ref, mode] = i > 0 ? [spec.slice(0, i), spec.slice(i + 1)] : [spec, ''];
+          const src = this.store.get(ref) as ContainerRecord & { mountPoints?: MountPoint[] };
+          return { mounts: src.mountPoints ?? [], mode };
+        });
+        const r = await vols.mountsFor({ containerId: id, binds: hc.Binds, mounts: hc.Mounts as never, tmpfs: hc.Tmpfs, imageVolumes: Object.keys(rec.config.Volumes ?? {}), volumesFrom, rootfs: needHostRootfs ? rootfs : undefined });
         extraMounts = r.oci;
         mountPoints = r.mountPoints;
         createBody = { ...createBody, HostConfig: { ...hc, Binds: null, Mounts: null, Tmpfs: null } };

@@ -95,7 +95,13 @@ test('anonymous volumes: -v /path creates one, rm -v removes it, --volumes-from 
   const name = mounts[0].Name as string;
   assert.match(name, /^[0-9a-f]{64}$/);
   const shared = await docker(d, ['run', '--rm', '--volumes-from', `a${tag}`, 'busybox', 'cat', '/anon/f']);
-  if (shared.code === 0) assert.equal(shared.stdout.trim(), 'anon');
+  assert.equal(shared.code, 0, shared.stderr);
+  assert.equal(shared.stdout.trim(), 'anon');
+  const ro = await docker(d, ['run', '--rm', '--volumes-from', `a${tag}:ro`, 'busybox', 'sh', '-c', 'echo x > /anon/g']);
+  assert.notEqual(ro.code, 0, 'a :ro volumes-from mount was writable');
+  const missing = await docker(d, ['run', '--rm', '--volumes-from', `nosuch${tag}`, 'busybox', 'true']);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /No such container/);
   await ok(['rm', '-v', `a${tag}`]);
   const gone = await docker(d, ['volume', 'inspect', name]);
   assert.notEqual(gone.code, 0, 'anonymous volume survived rm -v');
