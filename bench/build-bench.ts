@@ -91,7 +91,7 @@ class Podman {
     this.base = base;
   }
   args(...rest: string[]): string[] {
-    return ['--root', join(this.base, 'root'), '--runroot', join(this.base, 'runroot'), '--storage-driver', 'overlay', '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...rest];
+    return ['--root', join(this.base, 'root'), '--runroot', join(this.base, 'runroot'), '--tmpdir', join(this.base, 'tmp'), '--storage-driver', 'overlay', '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file', ...rest];
   }
   async run(...rest: string[]): Promise<string> {
     const r = await run('podman', this.args(...rest), { timeoutMs: 600000 });
