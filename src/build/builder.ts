@@ -448,9 +448,10 @@ class BuildRun {
     const cc = st.config.config;
     if (!cc.Env || cc.Env.length === 0) cc.Env = [DEFAULT_PATH_ENV];
     out(` ---> ${st.chain.length || parentStage ? shortId(this.#stateId(st)) : 'scratch'}\n`);
-    // ONBUILD triggers of the base image run right after FROM (and are not inherited).
+    // ONBUILD triggers of the base run right after FROM (and are not inherited), whether the base
+    // is an image or an earlier stage (moby's initializeStage does the same for both).
     const triggers = cc.OnBuild ?? [];
-    if (triggers.length && !parentStage) {
+    if (triggers.length) {
       cc.OnBuild = null;
       out(`# Executing ${triggers.length} build trigger${triggers.length > 1 ? 's' : ''}\n`);
       for (const t of triggers) {
@@ -462,7 +463,7 @@ class BuildRun {
         }
         await this.#instruction(st, ins, true);
       }
-    } else if (triggers.length) cc.OnBuild = null;
+    }
     return st;
   }
 

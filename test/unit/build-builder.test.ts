@@ -284,3 +284,20 @@ test('layers are leased against image GC while the build runs, and released afte
     await s.cleanup();
   }
 });
+
+test('ONBUILD triggers of an earlier stage run when a later stage builds FROM it (as the legacy builder)', async () => {
+  const s = await setup();
+  try {
+    const files = { Dockerfile: 'FROM scratch AS base\nONBUILD ENV TRIG=1\nFROM base\nENV B=2\n' };
+    const r = await s.build(files);
+    assert.match(r.text, /# Executing 1 build trigger/);
+    const cfg = s.images.byId.get(r.id)!.config.config!;
+    assert.ok(cfg.Env?.includes('TRIG=1'), 'the trigger ran in the child stage');
+    assert.ok(cfg.Env?.includes('B=2'));
+    assert.equal(cfg.OnBuild ?? null, null, 'triggers are not inherited');
+    const base = await s.build(files, { target: 'base' });
+    assert.deepEqual(s.images.byId.get(base.id)!.config.config?.OnBuild, ['ENV TRIG=1'], 'the base stage keeps its trigger');
+  } finally {
+    await s.cleanup();
+  }
+});
