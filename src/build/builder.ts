@@ -437,7 +437,7 @@ class BuildRun {
         out,
       };
     } else {
-      const resolved = await this.#baseImage(image, platform, from.platform !== undefined, out);
+      const resolved = await this.#baseImage(image, platform, from.platform !== undefined || Boolean(this.#req.platform), out);
       await this.#lease([resolved.record.id, ...resolved.chainIds]);
       const layers = await this.#layersOf(resolved);
       await this.#lease(layers.map((l) => l.blob.digest));

@@ -301,3 +301,17 @@ test('ONBUILD triggers of an earlier stage run when a later stage builds FROM it
     await s.cleanup();
   }
 });
+
+test('a build --platform refuses a local base image of another architecture instead of using it', async () => {
+  const s = await setup();
+  try {
+    const base = await s.build({ Dockerfile: 'FROM scratch\nENV X=1\n' });
+    await s.images.tag(base.id, 'base:amd64');
+    assert.equal(s.images.byId.get(base.id)!.config.architecture, 'amd64');
+    const ok = await s.build({ Dockerfile: 'FROM base:amd64\nENV Y=2\n' });
+    assert.ok(s.images.byId.get(ok.id)!.config.config?.Env?.includes('Y=2'));
+    await assert.rejects(s.build({ Dockerfile: 'FROM base:amd64\nENV Y=2\n' }, { platform: 'linux/arm64' }), /pull access denied/);
+  } finally {
+    await s.cleanup();
+  }
+});
