@@ -30,14 +30,15 @@ services:
     command: sh -c "wget -q -O - http://web/hostname && wget -q -O - http://webalias/hostname && echo COMPOSE-OK"
     depends_on: [web]
 `);
-    const env = { ...d.env, COMPOSE_INTERACTIVE_NO_CLI: '1', DOCKER_CONFIG: join(dir, 'docker-config') };
+    const env = { ...d.env, DOCKER_CONFIG: join(dir, 'docker-config') };
     const compose = (...args: string[]) => run('docker-compose', ['-p', project, '-f', join(dir, 'docker-compose.yml'), ...args], { env, timeoutMs: 120_000 });
     let r = await compose('up', '-d', 'web');
     assert.equal(r.code, 0, r.stderr);
-    // httpd needs a moment; retry the client a few times. docker-compose 1.29 opens its attach
-    // sockets only after `start` returned (its sockets() is a lazy map) and with logs=False, so,
-    // as against dockerd, output the client writes before the attach lands is not shown: retry
-    // until the whole expected output was seen, not just its last line.
+    // httpd needs a moment; retry the client until its whole output was seen. compose `run`
+    // goes through the docker CLI here (`docker start --attach`, compose's default), which
+    // attaches before the start; with COMPOSE_INTERACTIVE_NO_CLI=1 compose 1.29 attaches only
+    // after `start` returned (a lazy map) with logs=False, and output written before that is
+    // lost, against dockerd as against berthd.
     const want = /webhost\nwebhost\nCOMPOSE-OK/;
     let out = '';
     for (let i = 0; i < 10 && !want.test(out); i++) {
