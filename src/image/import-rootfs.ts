@@ -12,7 +12,7 @@ import type { Digest } from '../core/digest.ts';
 import { MediaType, type ImageConfig, type Platform } from '../core/oci.ts';
 import { formatReference, parseReference } from '../core/reference.ts';
 import { invalidArgument } from '../core/errors.ts';
-import { inflate } from './inflate.ts';
+import { autoDecompress, LAYER_CHUNK } from '../layer/compression.ts';
 import { applyChanges } from './image-changes.ts';
 import type { ImageService } from './image-service.ts';
 import type { StoredImage } from './image-store.ts';
@@ -66,7 +66,7 @@ export async function importRootfs(images: ImageService, body: Readable, opts: I
   try {
     const hasher = new Sha256();
     const sig = opts.signal ? { signal: opts.signal } : {};
-    await pipeline(body, inflate(), hasher, createWriteStream(tmp, { mode: 0o600 }), sig);
+    await pipeline(body, autoDecompress({ chunkSize: LAYER_CHUNK }), hasher, createWriteStream(tmp, { mode: 0o600 }), sig);
     const diffId = `sha256:${hasher.hash.digest('hex')}` as Digest;
     const size = hasher.bytes;
     const lease = await images.lease([diffId]);

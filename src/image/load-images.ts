@@ -19,8 +19,7 @@ import { chainIds } from '../core/chain-id.ts';
 import { BerthError, dataLoss, errorMessage, invalidArgument } from '../core/errors.ts';
 import { INDEX_TYPES, MAX_MANIFEST_BYTES, MediaType, platformMatches, type ImageConfig, type ImageIndex, type ImageManifest } from '../core/oci.ts';
 import { formatReference, parseReference } from '../core/reference.ts';
-import { sniffCompression } from '../layer/compression.ts';
-import { inflate } from './inflate.ts';
+import { autoDecompress, LAYER_CHUNK, sniffCompression } from '../layer/compression.ts';
 import { HashCounter } from './hash-counter.ts';
 import type { ImageService, Lease } from './image-service.ts';
 import { familiar, type StoredImage } from './image-store.ts';
@@ -77,7 +76,7 @@ export async function loadImages(images: ImageService, body: Readable, opts: Loa
   const { content } = images;
   try {
     const extract = tarExtract();
-    const feeding = pipeline(body, inflate(), extract, opts.signal ? { signal: opts.signal } : {});
+    const feeding = pipeline(body, autoDecompress({ chunkSize: LAYER_CHUNK }), extract, opts.signal ? { signal: opts.signal } : {});
     let feedErr: unknown;
     feeding.catch((e: unknown) => (feedErr = e));
     try {
@@ -303,7 +302,7 @@ async function unpackLayer(
     });
   }
   const hasher = new HashCounter();
-  const feed = pipeline(src, inflate(), hasher);
+  const feed = pipeline(src, autoDecompress({ chunkSize: LAYER_CHUNK }), hasher);
   feed.catch(() => {});
   try {
     const unpackOpts: Parameters<typeof images.snapshotter.unpack>[3] = {

@@ -28,7 +28,7 @@ import { familiarString, formatReference, parseReference, repositoryName, type R
 import type { SnapshotInfo } from '../core/snapshots.ts';
 import type { RegistryClient } from '../distribution/registry-client.ts';
 import { staticAuth, type Credentials } from '../distribution/credentials.ts';
-import { inflate } from './inflate.ts';
+import { autoDecompress, LAYER_CHUNK } from '../layer/compression.ts';
 import type { ImageService } from './image-service.ts';
 import type { StoredImage } from './image-store.ts';
 import { progressMessage, Throttle, type ProgressSink } from './progress.ts';
@@ -319,7 +319,7 @@ export class Puller {
     const id = shortId(l.desc.digest);
     const body = await this.#fetch(l);
     const writer = await images.content.writer({ digest: l.desc.digest, size: l.desc.size });
-    const decomp = inflate(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
+    const decomp = autoDecompress(this.#maxLayerBytes === undefined ? { chunkSize: LAYER_CHUNK } : { chunkSize: LAYER_CHUNK, maxBytes: this.#maxLayerBytes });
     const hasher = new HashCounter();
     // The apply side gets a deep buffer of compressed bytes (up to the whole layer, capped), so
     // the download runs at network speed and ends early (registry connection released, blob
@@ -403,7 +403,7 @@ export class Puller {
       if (n < total && !t.ready()) return;
       l.progress(progressMessage(id, 'Extracting', n, total));
     });
-    const decomp = inflate(this.#maxLayerBytes === undefined ? {} : { maxBytes: this.#maxLayerBytes });
+    const decomp = autoDecompress(this.#maxLayerBytes === undefined ? { chunkSize: LAYER_CHUNK } : { chunkSize: LAYER_CHUNK, maxBytes: this.#maxLayerBytes });
     const hasher = new HashCounter();
     // 1 MiB reads: a 50 MB layer is 50 thread-pool round trips instead of 800.
     const feed = pipeline(createReadStream(images.content.blobPath(l.desc.digest), { highWaterMark: 1 << 20 }), counter, decomp, hasher);

@@ -42,27 +42,39 @@ export function sniffCompression(head: Uint8Array): Compression {
 export interface DecompressOptions {
   /** Fail once more than this many bytes have been produced (decompression bombs). */
   maxBytes?: number;
+  /**
+   * Inflate in chunks of this size (zlib's default is 16 KiB), coalesce input to it, and read
+   * ahead 16 chunks. Pull and load use LAYER_CHUNK: they are bound by the layer apply, and with
+   * 16 KiB chunks a 200 MB layer costs ~13k thread-pool round trips and ~38k small write(2)s in
+   * the applier, most of the wall time on a loaded 2-core machine.
+   */
+  chunkSize?: number;
 }
+
+/** The chunk size pull, load and import inflate layers with. */
+export const LAYER_CHUNK = 1 << 20;
 
 /**
  * A duplex that takes a (possibly) compressed layer and emits the uncompressed tar. The format is
  * decided from the first 4 bytes. Backpressure is end to end: the inner inflater pauses while the
- * consumer is slow, so memory stays bounded by one inflated chunk.
+ * consumer is slow, so memory stays bounded by the read-ahead.
  */
 export function autoDecompress(opts: DecompressOptions = {}): Duplex {
-  return new AutoDecompress(opts.maxBytes ?? Number.POSITIVE_INFINITY);
+  return new AutoDecompress(opts.maxBytes ?? Number.POSITIVE_INFINITY, opts.chunkSize);
 }
 
 class AutoDecompress extends Duplex {
   #max: number;
+  #chunk: number | undefined;
   #produced = 0;
-  #head: Buffer[] = [];
-  #headLen = 0;
+  #pending: Buffer[] = [];
+  #pendingLen = 0;
   #inner: Duplex | undefined;
 
-  constructor(max: number) {
-    super();
+  constructor(max: number, chunk: number | undefined) {
+    super(chunk ? { readableHighWaterMark: 16 * chunk, writableHighWaterMark: 4 * chunk } : {});
     this.#max = max;
+    this.#chunk = chunk;
   }
 
   /** Which format was detected; undefined until the first 4 bytes (or the end) arrived. */
@@ -70,13 +82,14 @@ class AutoDecompress extends Duplex {
 
   #start(head: Buffer): Duplex {
     this.compression = sniffCompression(head);
+    const size = this.#chunk ? { chunkSize: this.#chunk } : {};
     const inner: Duplex =
       this.compression === 'gzip'
-        ? createGunzip()
+        ? createGunzip(size)
         : this.compression === 'zstd'
           ? // 2^27 is zstd's own default window limit; stated here so a huge-window frame is refused.
-            createZstdDecompress({ params: { [zc.ZSTD_d_windowLogMax]: 27 } })
-          : new PassThrough();
+            createZstdDecompress({ ...size, params: { [zc.ZSTD_d_windowLogMax]: 27 } })
+          : new PassThrough(this.#chunk ? { highWaterMark: this.#chunk } : {});
     inner.on('data', (chunk: Buffer) => {
       this.#produced += chunk.length;
       if (this.#produced > this.#max) {
@@ -91,28 +104,37 @@ class AutoDecompress extends Duplex {
     return inner;
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    let inner = this.#inner;
-    if (!inner) {
-      this.#head.push(chunk);
-      this.#headLen += chunk.length;
-      if (this.#headLen < 4) return cb();
-      chunk = Buffer.concat(this.#head);
-      this.#head = [];
-      inner = this.#start(chunk);
-    }
-    if (inner.write(chunk)) cb();
+  #feed(buf: Buffer, cb: (err?: Error | null) => void): void {
+    const inner = this.#inner ?? this.#start(buf);
+    if (inner.write(buf)) cb();
     else inner.once('drain', () => cb());
   }
 
+  #takePending(): Buffer {
+    const buf = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingLen);
+    this.#pending = [];
+    this.#pendingLen = 0;
+    return buf;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    // Hold input until the sniff has its 4 bytes and, with a chunk size, a whole chunk is there.
+    const want = Math.max(this.#inner ? 0 : 4, this.#chunk ?? 0);
+    this.#pending.push(chunk);
+    this.#pendingLen += chunk.length;
+    if (this.#pendingLen < want) return cb();
+    this.#feed(this.#takePending(), cb);
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
-    const inner = this.#inner ?? this.#start(Buffer.concat(this.#head));
-    if (this.#head.length) {
-      inner.write(Buffer.concat(this.#head));
-      this.#head = [];
-    }
-    inner.end();
-    cb();
+    const buf = this.#takePending();
+    const end = () => {
+      this.#inner!.end();
+      cb();
+    };
+    if (!this.#inner) this.#start(buf);
+    if (buf.length === 0) return end();
+    this.#feed(buf, (err) => (err ? cb(err) : end()));
   }
 
   override _read(): void {

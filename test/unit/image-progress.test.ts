@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { isKind } from '../../src/core/errors.ts';
 import { encodeJsonMessage, humanSize, progressMessage, progressText } from '../../src/image/progress.ts';
 import { applyChanges } from '../../src/image/image-changes.ts';
-import { inflate } from '../../src/image/inflate.ts';
+import { autoDecompress, LAYER_CHUNK } from '../../src/layer/compression.ts';
+
+const inflate = (opts: { maxBytes?: number } = {}) => autoDecompress({ ...opts, chunkSize: LAYER_CHUNK });
 import { pullReference } from '../../src/image/image-routes.ts';
 import { importTag } from '../../src/image/import-rootfs.ts';
 
