@@ -11,6 +11,7 @@ import { createServer, request as httpRequest, type IncomingMessage } from 'node
 import { gzipSync } from 'node:zlib';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { before, after } from 'node:test';
 
 const execFileP = promisify(execFile);
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -331,6 +332,38 @@ export async function startDaemon(opts: { args?: string[] } = {}): Promise<TestD
     },
   };
   return d;
+}
+
+/**
+ * One daemon with the busybox image for a whole test file: started in `before`, cleaned up (its
+ * containers force-removed) in `after`. The returned handle forwards to that daemon.
+ */
+export function fileDaemon(skip: unknown): TestDaemon {
+  let inst: TestDaemon | undefined;
+  before(async () => {
+    if (skip) return;
+    inst = await startDaemon();
+    await importBusybox(inst);
+  });
+  after(async () => {
+    await inst?.cleanup();
+  });
+  const started = (): TestDaemon => {
+    if (!inst) throw new Error('fileDaemon: the daemon is not started (skipped file?)');
+    return inst;
+  };
+  // Forwards reads, and spreads (`{ ...d, env }`) through ownKeys and descriptors.
+  return new Proxy({} as TestDaemon, {
+    get(_t, key) {
+      const v = Reflect.get(started(), key, inst);
+      return typeof v === 'function' ? v.bind(inst) : v;
+    },
+    ownKeys: () => Reflect.ownKeys(started()),
+    getOwnPropertyDescriptor(_t, key) {
+      const d = started();
+      return key in d ? { value: Reflect.get(d, key, d), enumerable: true, configurable: true, writable: false } : undefined;
+    },
+  });
 }
 
 /** Lazily unmount anything still mounted under `dir` (deepest first). Returns what it found. */

@@ -1,27 +1,17 @@
 // POST /build end to end, as root: every instruction, multi-stage, cache, .dockerignore, hostile
 // contexts, failing RUN, ADD archives and URLs.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile, symlink, readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join, dirname } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { api, importBusybox, isRoot, startDaemon, tempDir, mountsUnder, type TestDaemon } from '../helpers/fixtures.ts';
+import { api, isRoot, tempDir, mountsUnder, fileDaemon } from '../helpers/fixtures.ts';
 import { packContext } from '../../src/build/context-tar.ts';
 import { buildTar } from '../../src/layer/tar-build.ts';
 
 const skip = !isRoot ? 'needs root' : false;
-let d: TestDaemon;
-
-before(async () => {
-  if (skip) return;
-  d = await startDaemon();
-  await importBusybox(d);
-});
-after(async () => {
-  if (skip) return;
-  await d.cleanup();
-});
+const d = fileDaemon(skip);
 
 interface Msg { stream?: string; aux?: { ID: string }; error?: string; errorDetail?: { code?: number; message: string } }
 

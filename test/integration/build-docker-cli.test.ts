@@ -1,23 +1,13 @@
 // `DOCKER_BUILDKIT=0 docker build` (the real docker CLI 28, legacy builder protocol) and
 // docker-compose 1.29 `build:` through berthd.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { api, docker, importBusybox, isRoot, run, startDaemon, tempDir, type TestDaemon } from '../helpers/fixtures.ts';
+import { api, docker, isRoot, run, tempDir, fileDaemon } from '../helpers/fixtures.ts';
 
 const skip = !isRoot ? 'needs root' : false;
-let d: TestDaemon;
-
-before(async () => {
-  if (skip) return;
-  d = await startDaemon();
-  await importBusybox(d);
-});
-after(async () => {
-  if (skip) return;
-  await d.cleanup();
-});
+const d = fileDaemon(skip);
 
 const legacy = (args: string[], input?: string) =>
   docker({ ...d, env: { ...d.env, DOCKER_BUILDKIT: '0' } }, args, { timeoutMs: 120000, ...(input !== undefined ? { input } : {}) });

@@ -1,21 +1,10 @@
 // Containers through the berth CLI (a client of the same API) against berthd.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDaemon, importBusybox, berth, isRoot, waitFor, mountsUnder, type TestDaemon } from '../helpers/fixtures.ts';
+import { berth, isRoot, waitFor, mountsUnder, fileDaemon } from '../helpers/fixtures.ts';
 
 const skip = !isRoot && 'needs root';
-let d: TestDaemon;
-
-before(async () => {
-  if (skip) return;
-  d = await startDaemon();
-  await importBusybox(d);
-});
-
-after(async () => {
-  if (skip) return;
-  await d.cleanup();
-});
+const d = fileDaemon(skip);
 
 test('berth run: exit code, streams apart, --rm', { skip }, async () => {
   const r = await berth(d, ['run', '--rm', '--network', 'none', 'busybox', 'sh', '-c', 'echo out; echo err >&2; exit 4']);

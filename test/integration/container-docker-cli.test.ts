@@ -1,26 +1,14 @@
 // Containers through berthd with the real docker CLI (DOCKER_HOST), as root, busybox image.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { startDaemon, importBusybox, docker, api, isRoot, waitFor, run, mountsUnder, type TestDaemon } from '../helpers/fixtures.ts';
+import { docker, api, isRoot, waitFor, run, mountsUnder, fileDaemon } from '../helpers/fixtures.ts';
 
 const skip = !isRoot && 'needs root';
-let d: TestDaemon;
-
-before(async () => {
-  if (skip) return;
-  d = await startDaemon();
-  await importBusybox(d);
-});
-
-after(async () => {
-  if (skip) return;
-  await docker(d, ['rm', '-f', ...(await docker(d, ['ps', '-aq'])).stdout.split('\n').filter(Boolean)]).catch(() => {});
-  await d.cleanup();
-});
+const d = fileDaemon(skip);
 
 const ok = (r: { code: number; stderr: string }, what = '') => assert.equal(r.code, 0, `${what}: ${r.stderr}`);
 

@@ -1,23 +1,11 @@
 // Start failures through the real docker CLI: full runc error, 126/127, --rm removal without a
 // hang; wait on an unknown container is a 404.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDaemon, importBusybox, docker, api, isRoot, type TestDaemon } from '../helpers/fixtures.ts';
+import { docker, api, isRoot, fileDaemon } from '../helpers/fixtures.ts';
 
 const skip = !isRoot && 'needs root';
-let d: TestDaemon;
-
-before(async () => {
-  if (skip) return;
-  d = await startDaemon();
-  await importBusybox(d);
-});
-
-after(async () => {
-  if (skip) return;
-  await docker(d, ['rm', '-f', ...(await docker(d, ['ps', '-aq'])).stdout.split('\n').filter(Boolean)]).catch(() => {});
-  await d.cleanup();
-});
+const d = fileDaemon(skip);
 
 test('run --rm of a missing or non-executable command: full error, 127/126, returns, container gone', { skip, timeout: 60000 }, async () => {
   const cases: Array<[string, number, RegExp]> = [
