@@ -132,7 +132,9 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
     }
   }
   try {
-    child = spawn(o.conmonPath ?? 'conmon', args, { stdio, env, detached: true });
+    // cwd: conmon writes an `oom` marker file into its working directory when the container is
+    // OOM-killed; the bundle is removed with the container, berthd's cwd is not ours to litter.
+    child = spawn(o.conmonPath ?? 'conmon', args, { stdio, env, detached: true, cwd: o.bundle });
   } finally {
     closeSync(errFd);
   }

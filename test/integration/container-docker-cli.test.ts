@@ -214,6 +214,8 @@ test('OOM kill is reported', { skip }, async () => {
   const ev = await api(d.socket, 'GET', `/events?since=0&until=${Math.ceil(Date.now() / 1000) + 1}&filters=${encodeURIComponent(JSON.stringify({ event: ['oom'] }))}`);
   assert.match(ev.text(), /"Action":"oom"/);
   ok(await docker(d, ['rm', 'oom']), 'rm');
+  // conmon drops an `oom` marker in its working directory: never berthd's (here, the test's) cwd.
+  assert.equal(existsSync(join(process.cwd(), 'oom')), false, 'an oom marker file leaked into the daemon\'s cwd');
 });
 
 test('docker cp both ways and export', { skip }, async () => {
