@@ -731,9 +731,13 @@ class BuildRun {
     let runEnv = argPairs.map(([k, v]) => `${k}=${v}`);
     for (const kv of cc.Env ?? []) runEnv = envListSet(runEnv, kv.slice(0, kv.indexOf('=') < 0 ? kv.length : kv.indexOf('=')), kv.includes('=') ? kv.slice(kv.indexOf('=') + 1) : '');
     const network = ins.network ?? this.#req.network ?? 'default';
-    const historyArgs = argPairs.filter(([k]) => !(PROXY_ARGS as readonly string[]).includes(k));
+    // Predefined proxy args not declared with ARG stay out of the history and out of the cache
+    // key (moby's IsReferencedOrNotBuiltin): a proxy change neither leaks nor rebuilds.
+    const undeclaredProxy = (k: string) => (PROXY_ARGS as readonly string[]).includes(k) && !st.args.has(k);
+    const historyArgs = argPairs.filter(([k]) => !undeclaredProxy(k));
     const createdBy = (historyArgs.length ? `|${historyArgs.length} ${historyArgs.map(([k, v]) => `${k}=${v}`).join(' ')} ` : '') + args.join(' ');
-    const descriptor = JSON.stringify({ run: args, env: runEnv, user: cc.User ?? '', workdir: cc.WorkingDir ?? '/', network, script: script?.data ?? null });
+    const keyEnv = runEnv.filter((kv) => !undeclaredProxy(kv.slice(0, kv.indexOf('=') < 0 ? kv.length : kv.indexOf('='))) || (cc.Env ?? []).includes(kv));
+    const descriptor = JSON.stringify({ run: args, env: keyEnv, user: cc.User ?? '', workdir: cc.WorkingDir ?? '/', network, script: script?.data ?? null });
     await this.#layerStep(st, descriptor, createdBy, async (root) => {
       if (script) {
         const dir = join(this.#tmp, `pipes-${randomBytes(4).toString('hex')}`);
