@@ -17,7 +17,7 @@ import { OverlaySnapshotter } from '../../src/snapshot/overlay-snapshotter.ts';
 import { buildTar } from '../../src/layer/tar-build.ts';
 import { createLogger } from '../../src/pkg/log.ts';
 import { BuildCache } from '../../src/build/build-cache.ts';
-import { Builder, type BuildImages, type BuildMessage, type LayerRef } from '../../src/build/builder.ts';
+import { Builder, type BuilderDeps, type BuildImages, type BuildMessage, type LayerRef } from '../../src/build/builder.ts';
 import { BuildContext } from '../../src/build/context.ts';
 import type { RunStepOptions, StepRunner } from '../../src/build/run-step.ts';
 
@@ -59,7 +59,7 @@ class FakeRunner implements StepRunner {
   }
 }
 
-async function setup() {
+async function setup(opts: { runner?: StepRunner; mounter?: BuilderDeps['mounter'] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'berth-builder-'));
   const host = new FakeHost();
   const content = new ContentStore(join(dir, 'content'));
@@ -69,7 +69,7 @@ async function setup() {
   const cache = new BuildCache(join(dir, 'build-cache'), { maxEntries: 50 });
   await cache.init();
   const images = new MemImages();
-  const runner = new FakeRunner();
+  const runner = opts.runner ?? new FakeRunner();
   const leases = { held: new Map<string, number>(), taken: [] as string[] };
   const lease = async (ids: string[]) => {
     for (const id of ids) {
@@ -78,7 +78,7 @@ async function setup() {
     }
     return { release: () => ids.forEach((id) => leases.held.set(id, leases.held.get(id)! - 1)) };
   };
-  const builder = new Builder({ images, snapshotter, content, host, runner, cache, log: createLogger({ out: () => {} }), lease });
+  const builder = new Builder({ images, snapshotter, content, host, runner, cache, log: createLogger({ out: () => {} }), lease, ...(opts.mounter ? { mounter: opts.mounter } : {}) });
   const build = async (files: Record<string, string>, extra: Partial<Parameters<Builder['build']>[0]> = {}) => {
     const ctx = await BuildContext.fromTar(Readable.from([await buildTar(Object.entries(files).map(([name, body]) => ({ name, body, mtime: new Date(1_600_000_000_000) })))]), cache.tmp);
     const msgs: BuildMessage[] = [];
@@ -311,6 +311,46 @@ test('a build --platform refuses a local base image of another architecture inst
     const ok = await s.build({ Dockerfile: 'FROM base:amd64\nENV Y=2\n' });
     assert.ok(s.images.byId.get(ok.id)!.config.config?.Env?.includes('Y=2'));
     await assert.rejects(s.build({ Dockerfile: 'FROM base:amd64\nENV Y=2\n' }, { platform: 'linux/arm64' }), /pull access denied/);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+test('independent stages build in parallel; their output still appears in Dockerfile order', async () => {
+  // Each stage's RUN only succeeds once the other stage's RUN has started (a barrier): a builder
+  // that runs the stages one after the other cannot pass.
+  const started = new Map<string, () => void>();
+  const gate = (name: string) => new Promise<void>((r) => started.set(name, r));
+  const seen = { a: gate('a'), b: gate('b') };
+  const runner: StepRunner = {
+    async run(o: RunStepOptions): Promise<number> {
+      const cmd = o.args[o.args.length - 1]! as 'a' | 'b';
+      started.get(cmd)!();
+      const other = seen[cmd === 'a' ? 'b' : 'a'];
+      const ok = await Promise.race([other.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]);
+      if (!ok) return 9;
+      const { mkdir } = await import('node:fs/promises');
+      await mkdir(join(o.rootfs, 'out'), { recursive: true });
+      await writeFile(join(o.rootfs, 'out', cmd), cmd);
+      o.output(Buffer.from(`ran ${cmd}\n`));
+      return 0;
+    },
+  };
+  // Without root there is no overlay: "mount" copies the lower dirs, bottom first (read-only use).
+  const mounter: BuilderDeps['mounter'] = {
+    async mount(_source, target, _type, options) {
+      const lower = options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':') ?? [];
+      const { cp, realpath } = await import('node:fs/promises');
+      for (const l of lower.reverse()) await cp(await realpath(l), target, { recursive: true, verbatimSymlinks: true });
+    },
+    async unmount() {},
+  };
+  const s = await setup({ runner, mounter });
+  try {
+    const files = { Dockerfile: 'FROM scratch AS a\nRUN a\nFROM scratch AS b\nRUN b\nFROM scratch\nCOPY --from=a /out/ /\nCOPY --from=b /out/ /\n' };
+    const r = await s.build(files);
+    assert.match(r.text, /ran a\n[\s\S]*Step 3\/7 : FROM scratch AS b[\s\S]*ran b[\s\S]*Step 5\/7 : FROM scratch\n/);
+    assert.equal(s.images.byId.get(r.id)!.layers.length, 2);
   } finally {
     await s.cleanup();
   }
