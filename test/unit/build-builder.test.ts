@@ -69,7 +69,7 @@ async function setup(opts: { runner?: StepRunner; mounter?: BuilderDeps['mounter
   const cache = new BuildCache(join(dir, 'build-cache'), { maxEntries: 50 });
   await cache.init();
   const images = new MemImages();
-  const runner = opts.runner ?? new FakeRunner();
+  const runner = new FakeRunner();
   const leases = { held: new Map<string, number>(), taken: [] as string[] };
   const lease = async (ids: string[]) => {
     for (const id of ids) {
@@ -78,7 +78,7 @@ async function setup(opts: { runner?: StepRunner; mounter?: BuilderDeps['mounter
     }
     return { release: () => ids.forEach((id) => leases.held.set(id, leases.held.get(id)! - 1)) };
   };
-  const builder = new Builder({ images, snapshotter, content, host, runner, cache, log: createLogger({ out: () => {} }), lease, ...(opts.mounter ? { mounter: opts.mounter } : {}) });
+  const builder = new Builder({ images, snapshotter, content, host, runner: opts.runner ?? runner, cache, log: createLogger({ out: () => {} }), lease, ...(opts.mounter ? { mounter: opts.mounter } : {}) });
   const build = async (files: Record<string, string>, extra: Partial<Parameters<Builder['build']>[0]> = {}) => {
     const ctx = await BuildContext.fromTar(Readable.from([await buildTar(Object.entries(files).map(([name, body]) => ({ name, body, mtime: new Date(1_600_000_000_000) })))]), cache.tmp);
     const msgs: BuildMessage[] = [];
