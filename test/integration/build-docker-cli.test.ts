@@ -1,5 +1,5 @@
-// `DOCKER_BUILDKIT=0 docker build` (the real docker CLI 28, legacy builder protocol) and
-// docker-compose 1.29 `build:` through berthd.
+// `DOCKER_BUILDKIT=0 docker build` (the real docker CLI 28, legacy builder protocol),
+// docker-compose 1.29 `build:` and python3-docker `images.build` through berthd.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -43,7 +43,7 @@ test('docker build: a failing RUN exits non-zero with the error; Dockerfile from
   await using dir = await tempDir('berth-cli-build-');
   await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN echo out; exit 7\n');
   const r = await legacy(['build', '-t', 'clifail:1', dir.path]);
-  assert.notEqual(r.code, 0);
+  assert.equal(r.code, 7, 'the docker CLI exits with the code of the failing RUN');
   assert.match(r.stderr + r.stdout, /The command '\/bin\/sh -c echo out; exit 7' returned a non-zero code: 7/);
   assert.equal((await api(d.socket, 'GET', '/images/clifail:1/json')).status, 404);
   const s = await legacy(['build', '-t', 'clistdin:1', '-'], 'FROM busybox\nRUN echo from-stdin\n');
@@ -51,16 +51,32 @@ test('docker build: a failing RUN exits non-zero with the error; Dockerfile from
   assert.match(s.stdout, /from-stdin/);
 });
 
-test('docker-compose 1.29 build:', { skip }, async () => {
+test('docker-compose 1.29 build: context, dockerfile, args, target, labels, network', { skip }, async () => {
   await using dir = await tempDir('berth-compose-build-');
   await mkdir(join(dir.path, 'app'));
-  await writeFile(join(dir.path, 'app', 'Dockerfile'), 'FROM busybox\nARG V\nRUN echo "v=$V" > /v\n');
-  await writeFile(join(dir.path, 'docker-compose.yml'), 'version: "3"\nservices:\n  app:\n    build:\n      context: ./app\n      args:\n        V: composed\n    image: composebuilt:1\n');
+  await writeFile(join(dir.path, 'app', 'Compose.Dockerfile'), 'FROM busybox AS main\nARG V\nRUN echo "v=$V" > /v; cat /proc/net/dev | grep -c eth0 > /eth || true\nFROM main AS extra\nRUN exit 1\n');
+  await writeFile(join(dir.path, 'docker-compose.yml'), [
+    'version: "3.4"',
+    'services:',
+    '  app:',
+    '    build:',
+    '      context: ./app',
+    '      dockerfile: Compose.Dockerfile',
+    '      target: main',
+    '      network: none',
+    '      labels:',
+    '        made.by: compose',
+    '      args:',
+    '        V: composed',
+    '    image: composebuilt:1',
+  ].join('\n') + '\n');
   const r = await run('docker-compose', ['-f', join(dir.path, 'docker-compose.yml'), 'build'], { env: { ...d.env, DOCKER_BUILDKIT: '0', COMPOSE_DOCKER_CLI_BUILD: '0' }, timeoutMs: 120000 });
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const img = await api(d.socket, 'GET', '/images/composebuilt:1/json');
   assert.equal(img.status, 200);
-  assert.ok(img.json().Config.Env.length > 0);
+  assert.equal(img.json().Config.Labels['made.by'], 'compose');
+  const out = await docker(d, ['run', '--rm', '--network', 'none', 'composebuilt:1', 'cat', '/v', '/eth'], { timeoutMs: 60000 });
+  assert.equal(out.stdout, 'v=composed\n0\n', 'args reached RUN, the RUN had no network, the target stage was built');
 });
 
 test('plain docker build (no DOCKER_BUILDKIT) picks the classic builder from _ping', { skip }, async () => {
@@ -94,4 +110,51 @@ test('a built image runs (docker run) and pushes to a registry (docker push)', {
   } finally {
     await reg.stop();
   }
+});
+
+const PY_BUILD = String.raw`
+import io, sys, json, docker
+c = docker.DockerClient(base_url='unix://' + sys.argv[1], version='1.44')
+ctx = sys.argv[2]
+out = {}
+img, logs = c.images.build(path=ctx, tag='pybuilt:1', buildargs={'V': 'from-py'}, labels={'made.by': 'python'}, rm=True, dockerfile='Py.Dockerfile', target='final')
+out['tags'] = img.tags
+out['labels'] = img.labels
+out['steps'] = [l['stream'] for l in logs if 'stream' in l and l['stream'].startswith('Step ')]
+again, logs2 = c.images.build(path=ctx, tag='pybuilt:1', buildargs={'V': 'from-py'}, labels={'made.by': 'python'}, dockerfile='Py.Dockerfile', target='final', quiet=True)
+out['same_id'] = again.id == img.id
+f, _ = c.images.build(fileobj=io.BytesIO(b'FROM busybox\nRUN echo fileobj > /f\n'), tag='pyfileobj:1', network_mode='none', nocache=True)
+out['fileobj_tags'] = f.tags
+try:
+    c.images.build(fileobj=io.BytesIO(b'FROM busybox\nRUN exit 4\n'), tag='pyfail:1')
+    out['fail'] = None
+except docker.errors.BuildError as e:
+    out['fail'] = e.msg
+try:
+    c.images.get('pyfail:1')
+    out['fail_tagged'] = True
+except docker.errors.ImageNotFound:
+    out['fail_tagged'] = False
+events = list(c.api.build(path=ctx, dockerfile='Py.Dockerfile', target='final', buildargs={'V': 'from-py'}, decode=True))
+out['aux'] = [e['aux']['ID'] for e in events if 'aux' in e]
+print(json.dumps(out))
+`;
+
+test('python3-docker images.build: path with dockerfile/target/buildargs/labels, quiet, fileobj, BuildError on a failing RUN', { skip }, async () => {
+  await using dir = await tempDir('berth-py-build-');
+  await writeFile(join(dir.path, 'Py.Dockerfile'), 'FROM busybox AS base\nARG V\nRUN echo "v=$V" > /v\nFROM base AS final\nCMD ["cat", "/v"]\nFROM final AS after\nRUN exit 1\n');
+  const r = await run('python3', ['-c', PY_BUILD, d.socket, dir.path], { timeoutMs: 120000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  assert.deepEqual(out.tags, ['pybuilt:1']);
+  assert.equal(out.labels['made.by'], 'python');
+  assert.equal(out.steps[0], 'Step 1/6 : FROM busybox AS base\n');
+  assert.equal(out.same_id, true, 'a quiet no-op rebuild gives the same image');
+  assert.deepEqual(out.fileobj_tags, ['pyfileobj:1']);
+  assert.equal(out.fail, "The command '/bin/sh -c exit 4' returned a non-zero code: 4");
+  assert.equal(out.fail_tagged, false);
+  assert.equal(out.aux.length, 1);
+  assert.match(out.aux[0], /^sha256:[0-9a-f]{64}$/);
+  const v = await docker(d, ['run', '--rm', '--network', 'none', 'pybuilt:1'], { timeoutMs: 60000 });
+  assert.equal(v.stdout, 'v=from-py\n');
 });
