@@ -7,7 +7,7 @@
 // can order calls on the daemon (docker sends `wait` and sees its headers before `start`).
 // Status >= 400 rejects with an ApiError whose message is moby's wording,
 // "Error response from daemon: <message>", and whose `kind` comes from the status.
-import http, { type IncomingMessage, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingMessage, IncomingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError, kindFromStatus } from '../core/errors.ts';
@@ -17,6 +17,11 @@ export const CLIENT_API_VERSION = '1.44';
 /** What a daemon that does not send API-Version is assumed to speak (moby's fallback). */
 export const FALLBACK_API_VERSION = '1.24';
 export const DEFAULT_HOST = 'unix:///run/berth/berth.sock';
+
+// `import ... from 'node:http'` builds an ES module facade that reads every export, including
+// the lazy WebSocket/EventSource getters that load Node's bundled undici: ~40 ms of a CLI run
+// that needs none of it. The CommonJS object does not evaluate them.
+const http = process.getBuiltinModule('node:http') as typeof import('node:http');
 
 export class ApiError extends BerthError {
   readonly status: number;
@@ -59,15 +64,18 @@ interface Endpoint {
   socketPath?: string;
   host?: string;
   port?: number;
+  /** '' for unix sockets: the agent otherwise derives a TLS server name from the host through
+   *  net.isIP, whose first call compiles the IPv6 regular expression (~9 ms of a CLI run). */
+  servername?: string;
 }
 
 export function parseHost(host: string): Endpoint {
   if (host.startsWith('unix://')) {
     const p = host.slice('unix://'.length);
     if (!p) throw new Error(`unable to parse docker host \`${host}\``);
-    return { socketPath: p };
+    return { socketPath: p, servername: '' };
   }
-  if (host.startsWith('/')) return { socketPath: host };
+  if (host.startsWith('/')) return { socketPath: host, servername: '' };
   const m = /^(?:tcp|http):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(host);
   if (m) return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 2375 };
   throw new Error(`unable to parse docker host \`${host}\``);

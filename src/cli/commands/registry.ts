@@ -10,11 +10,10 @@ export const registry: Command = {
   short: 'Run and manage an OCI distribution registry',
   rawArgs: true,
   async run(_ctx, _f, args) {
-    // A computed specifier: the module belongs to another part and may not exist in every build.
-    const spec = '../../registry/cli.ts';
+    // Kept out of the CLI bundle (scripts/build-cli.mjs points this import at src/registry).
     let mod: { registryCommand?: RegistryCommand };
     try {
-      mod = (await import(spec)) as { registryCommand?: RegistryCommand };
+      mod = (await import('../../registry/cli.ts')) as { registryCommand?: RegistryCommand };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') throw new Error('berth registry is not available in this build');
       throw err;

@@ -1,0 +1,51 @@
+// The CLI launcher runs dist/cli/berth.cjs only while it matches the sources it was built from
+// (bin/cli-bundle.mjs), and the bundle behaves as the TypeScript sources do.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile, utimes, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { tempDir, run, BERTH, REPO_ROOT } from '../helpers/fixtures.ts';
+// @ts-expect-error: plain JavaScript module without type declarations
+import { bundleIsFresh } from '../../bin/cli-bundle.mjs';
+
+const fresh = bundleIsFresh as (root: URL) => boolean;
+
+test('bundleIsFresh: true only while every recorded input keeps its size and mtime', async () => {
+  await using dir = await tempDir();
+  const root = pathToFileURL(dir.path + '/');
+  assert.equal(fresh(root), false, 'no bundle');
+  await mkdir(join(dir.path, 'dist', 'cli'), { recursive: true });
+  await mkdir(join(dir.path, 'src'));
+  await writeFile(join(dir.path, 'dist', 'cli', 'berth.cjs'), '');
+  const src = join(dir.path, 'src', 'a.ts');
+  await writeFile(src, 'export const a = 1;\n');
+  const when = new Date('2026-01-02T03:04:05Z');
+  await utimes(src, when, when);
+  await writeFile(join(dir.path, 'dist', 'cli', 'inputs.json'), JSON.stringify({ 'src/a.ts': [20, when.getTime()] }));
+  assert.equal(fresh(root), true);
+
+  await writeFile(src, 'export const a = 2;\n'); // same size, new mtime
+  assert.equal(fresh(root), false, 'edited source');
+  await utimes(src, when, when);
+  assert.equal(fresh(root), true);
+  await writeFile(src, 'export const a = 22;\n');
+  await utimes(src, when, when); // same mtime, new size
+  assert.equal(fresh(root), false, 'resized source');
+  await rm(src);
+  assert.equal(fresh(root), false, 'deleted source');
+  await writeFile(join(dir.path, 'dist', 'cli', 'inputs.json'), '{not json');
+  assert.equal(fresh(root), false, 'corrupt inputs.json');
+});
+
+test('the bundled CLI and the TypeScript sources print the same help and errors', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
+  for (const args of [['--help'], ['run', '--help'], ['version', '--format', '{{.Client.Version}}'], ['run', '--no-such-flag', 'x']]) {
+    const env = { ...process.env, BERTH_HOST: 'unix:///nonexistent/berth.sock' };
+    const bundled = await run(BERTH, args, { env });
+    const source = await run(BERTH, args, { env: { ...env, BERTH_CLI_FROM_SOURCE: '1' } });
+    assert.equal(bundled.code, source.code, args.join(' '));
+    assert.equal(bundled.stdout, source.stdout, args.join(' '));
+    assert.equal(bundled.stderr, source.stderr, args.join(' '));
+  }
+});
