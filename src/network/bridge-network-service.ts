@@ -1,6 +1,14 @@
-// berth's NetworkService: Linux bridge networks with berth's own IPAM, iptables rules, embedded
-// DNS and a userland proxy for published ports. See src/core/networks.ts for the contract and
-// the container lifecycle; netfilter.ts for why not CNI plugins.
+// berth's NetworkService: Linux bridge networks with berth's own IPAM, the CNI plugins for each
+// container's interfaces, berth's iptables rules, embedded DNS and a userland proxy for published
+// ports. See src/core/networks.ts for the contract and the container lifecycle.
+//
+// Per container (bridge mode): berth leases the addresses (its lease table is the source of
+// truth), makes the namespace (`unshare`), then runs the CNI plugins (src/network/cni.ts):
+// `loopback` for lo and `bridge` (static IPAM with berth's address, berth's MAC) for each
+// network concurrently, each bridge attachment followed by `firewall` with its result as
+// prevResult. Teardown runs DEL in reverse (firewall, bridge; loopback) with the stored results,
+// then unmounts the namespace, all off the `run --rm` path. Bridges, isolation, --internal,
+// published ports and masquerade stay berth's own (link-ops.ts, netfilter.ts).
 //
 // Consistency: network records are in <dataRoot> (written atomically before the bridge is made;
 // a bridge whose record is gone is never created). IP leases are the sandboxes in <execRoot>
@@ -14,14 +22,15 @@ import type {
   ContainerLookup, EndpointInfo, EndpointSettings, NetworkCreateRequest, NetworkResource, NetworkService,
   NetworkSettings, PortMap, Sandbox, SandboxRequest,
 } from '../core/networks.ts';
-import { alreadyExists, failedPrecondition, forbidden, invalidArgument, notFound, errorMessage, isKind } from '../core/errors.ts';
+import { alreadyExists, failedPrecondition, forbidden, invalidArgument, internal, notFound, errorMessage, isKind } from '../core/errors.ts';
 import type { Host } from '../host/host.ts';
 import { writeJsonAtomic } from '../pkg/atomic-file.ts';
 import { writeFile, rename } from 'node:fs/promises';
 import type { Logger } from '../pkg/log.ts';
 import { NetworkPaths } from './network-paths.ts';
-import { LinkOps, isMountpoint, type VethSpec } from './link-ops.ts';
-import { Netfilter, type FilterPort } from './netfilter.ts';
+import { LinkOps, isMountpoint } from './link-ops.ts';
+import { Netfilter, CNI_FORWARD, type FilterPort } from './netfilter.ts';
+import { CniRunner, bridgeConfig, firewallConfig, loopbackConfig, syntheticResult, type CniResult } from './cni.ts';
 import { DnsServer } from './dns-server.ts';
 import { PortProxy } from './port-proxy.ts';
 import {
@@ -54,8 +63,11 @@ interface EndpointRecord {
   gateway: string;
   mac: string;
   aliases: string[];
+  /** Host end of the veth, as the bridge plugin named it. */
   hostVeth: string;
   ifname: string;
+  /** The bridge plugin's ADD result: prevResult of the firewall plugin, and of both DELs. */
+  cni?: CniResult;
 }
 
 interface PublishedPort {
@@ -119,12 +131,16 @@ export interface BridgeNetworkServiceOptions {
   /** Test daemons: a file listing what this service made on the host (bridges, chain prefix,
    *  data root), so a later test daemon can sweep what a killed one left (sweepOrphans). */
   ownerFile?: string;
+  /** Where the CNI plugins are (CNI_PATH). */
+  cniPath?: string;
 }
 
 interface OwnerRecord {
   dataRoot: string;
   chainPrefix: string;
   bridges: string[];
+  /** Subnets of its networks: CNI-FORWARD rules for addresses in them are its containers'. */
+  subnets?: string[];
 }
 
 /** Remove bridges and chains of test daemons whose data root is gone (killed, never cleaned). */
@@ -149,10 +165,28 @@ export async function sweepOrphans(host: Host, dir: string): Promise<string[]> {
     const links = new LinkOps(host);
     for (const b of rec.bridges) await links.deleteLink(b);
     await new Netfilter(host, rec.chainPrefix).removeAll();
+    await removeCniRules(host, (rec.subnets ?? []).map((s) => parseCidr(s, true)));
     await rm(p, { force: true });
     swept.push(...rec.bridges);
   }
   return swept;
+}
+
+/** Delete the firewall plugin's CNI-FORWARD rules for addresses in `subnets` (what a killed
+ *  daemon's containers left; a live daemon removes them with the plugin's DEL). */
+async function removeCniRules(host: Host, subnets: Subnet[]): Promise<void> {
+  if (!subnets.length) return;
+  const r = await host.run('iptables', ['-w', '-t', 'filter', '-S', CNI_FORWARD], { allowFailure: true });
+  for (const line of r.stdout.split('\n')) {
+    const m = /^-A \S+ (?:-s|-d) (\d+\.\d+\.\d+\.\d+)\/32 /.exec(line);
+    if (!m || !subnets.some((s) => contains(s, parseIp(m[1]!)))) continue;
+    await host.run('iptables', ['-w', '-t', 'filter', '-D', ...splitRule(line.slice(3))], { allowFailure: true });
+  }
+}
+
+/** `iptables -S` output back into arguments (quoted comments kept whole). */
+function splitRule(rule: string): string[] {
+  return [...rule.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -163,6 +197,7 @@ export class BridgeNetworkService implements NetworkService {
   #paths: NetworkPaths;
   #links: LinkOps;
   #netfilter: Netfilter;
+  #cni: CniRunner;
   #networks = new Map<string, NetworkRecord>();
   #sandboxes = new Map<string, SandboxRecord>();
   #configs = new Map<string, ContainerNetConfig>();
@@ -181,6 +216,7 @@ export class BridgeNetworkService implements NetworkService {
     this.#paths = new NetworkPaths(opts.dataRoot, opts.execRoot);
     this.#links = new LinkOps(opts.host);
     this.#netfilter = new Netfilter(opts.host, this.#o.chainPrefix);
+    this.#cni = new CniRunner(opts.host, opts.cniPath);
   }
 
   get paths(): NetworkPaths {
@@ -214,7 +250,9 @@ export class BridgeNetworkService implements NetworkService {
       if (!f.endsWith('.json')) continue;
       const sb = JSON.parse(await readFile(join(this.#paths.sandboxesDir, f), 'utf8')) as SandboxRecord;
       if (sb.mode !== 'host' && sb.mode !== 'container' && (!sb.netnsPath || !(await isMountpoint(sb.netnsPath)))) {
-        // The namespace is gone (reboot, crash between steps): the lease is free.
+        // The namespace is gone (reboot, crash between steps): the lease is free, and what the
+        // plugins made outside it (firewall rules) is removed by their DEL.
+        if (sb.mode === 'bridge') await this.#unplumb(sb);
         await rm(join(this.#paths.sandboxesDir, f), { force: true });
         continue;
       }
@@ -222,6 +260,7 @@ export class BridgeNetworkService implements NetworkService {
       for (const ep of sb.endpoints) this.#leaseSet(ep.networkId).add(parseIp(ep.ip));
     }
     await this.#applyRules();
+    await this.#restoreCniRules();
     for (const n of this.#networks.values()) await this.#startDns(n);
     const every = this.#o.ruleCheckMs ?? 30_000;
     if (every > 0) {
@@ -245,6 +284,7 @@ export class BridgeNetworkService implements NetworkService {
       if (await this.#netfilter.intact()) return;
       this.#o.log.warn({ chains: this.#o.chainPrefix }, 'iptables rules were removed (firewall reload?); restoring them');
       await this.#applyRules();
+      await this.#restoreCniRules();
     } catch (err) {
       this.#o.log.error({ err: errorMessage(err) }, 'cannot restore iptables rules');
     }
@@ -253,8 +293,23 @@ export class BridgeNetworkService implements NetworkService {
   /** For tests: run the firewall check now. Returns whether rules had to be restored. */
   async checkRulesNow(): Promise<boolean> {
     const ok = await this.#netfilter.intact();
-    if (!ok) await this.#applyRules();
+    if (!ok) {
+      await this.#applyRules();
+      await this.#restoreCniRules();
+    }
     return !ok;
+  }
+
+  /** Re-run the firewall plugin's ADD for every live endpoint (idempotent: it appends only what
+   *  is missing), after a restart or a firewall reload. */
+  async #restoreCniRules(): Promise<void> {
+    await Promise.all([...this.#sandboxes.values()].flatMap((sb) => (sb.mode === 'bridge' ? sb.endpoints : []).map(async (ep) => {
+      try {
+        await this.#cni.add(firewallConfig(this.#cniName(ep), this.#resultOf(ep)), { containerId: sb.containerId, netns: sb.netnsPath!, ifname: ep.ifname });
+      } catch (err) {
+        this.#o.log.warn({ container: sb.containerId, err: errorMessage(err) }, 'cannot restore firewall plugin rules');
+      }
+    })));
   }
 
   async close(): Promise<void> {
@@ -467,7 +522,8 @@ export class BridgeNetworkService implements NetworkService {
   async #writeOwner(): Promise<void> {
     if (!this.#o.ownerFile) return;
     const bridges = [...this.#networks.values()].filter((n) => n.driver === 'bridge').map((n) => n.bridge!);
-    const rec: OwnerRecord = { dataRoot: this.#o.dataRoot, chainPrefix: this.#o.chainPrefix, bridges };
+    const subnets = [...this.#networks.values()].filter((n) => n.driver === 'bridge').map((n) => n.subnet!);
+    const rec: OwnerRecord = { dataRoot: this.#o.dataRoot, chainPrefix: this.#o.chainPrefix, bridges, subnets };
     await writeJsonAtomic(this.#o.ownerFile, rec);
   }
 
@@ -643,7 +699,6 @@ export class BridgeNetworkService implements NetworkService {
       }
       const netnsPath = this.#paths.netns(req.containerId);
       sb.netnsPath = netnsPath;
-      const veths: VethSpec[] = [];
       if (mode === 'none') {
         sb.mode = 'none';
       } else {
@@ -658,10 +713,9 @@ export class BridgeNetworkService implements NetworkService {
             const { ip, prefix } = this.#lease(net, es.ipv4);
             const ep: EndpointRecord = {
               networkId: net.id, endpointId: randomBytes(32).toString('hex'), ip: formatIp(ip), prefixLen: prefix, gateway: net.gateway!,
-              mac: macForIp(ip), aliases: net.predefined ? [] : [...new Set(es.aliases)], hostVeth: vethName(), ifname: `eth${sb.endpoints.length}`,
+              mac: macForIp(ip), aliases: net.predefined ? [] : [...new Set(es.aliases)], hostVeth: '', ifname: `eth${sb.endpoints.length}`,
             };
             sb.endpoints.push(ep);
-            veths.push({ ifname: ep.ifname, hostVeth: ep.hostVeth, mac: ep.mac, cidr: `${ep.ip}/${prefix}`, bridge: net.bridge!, defaultGateway: sb.endpoints.length === 1 ? ep.gateway : undefined });
           }
           this.#planPorts(sb, req);
         } catch (err) {
@@ -675,7 +729,7 @@ export class BridgeNetworkService implements NetworkService {
         await this.#startProxies(sb);
         // Then all of the rest, letting every step finish before judging (no undo racing a
         // namespace mount still in flight).
-        const results = await Promise.allSettled([this.#links.createNetns(netnsPath, veths), this.#writeFiles(sb, files)]);
+        const results = await Promise.allSettled([this.#plumb(sb), this.#writeFiles(sb, files)]);
         const failed = results.find((r) => r.status === 'rejected');
         if (failed) throw (failed as PromiseRejectedResult).reason;
         if (sb.ports.length) await this.#applyRules();
@@ -686,6 +740,76 @@ export class BridgeNetworkService implements NetworkService {
       }
       return { ...files, netnsPath, settings: this.#settingsOf(sb) };
     });
+  }
+
+  // ------------------------------------------------------------------ CNI plumbing
+
+  /** CNI network name of an endpoint's network (the attachment's identity for the plugins). */
+  #cniName(ep: EndpointRecord): string {
+    return `berth-${this.#networks.get(ep.networkId)?.name ?? ep.networkId.slice(0, 12)}`;
+  }
+
+  #bridgeConfigOf(ep: EndpointRecord, defaultRoute: boolean) {
+    const net = this.#networks.get(ep.networkId);
+    return bridgeConfig({
+      network: this.#cniName(ep), bridge: net?.bridge ?? '', address: `${ep.ip}/${ep.prefixLen}`, gateway: ep.gateway, mac: ep.mac, defaultRoute,
+    });
+  }
+
+  #resultOf(ep: EndpointRecord): CniResult {
+    return ep.cni ?? syntheticResult(`${ep.ip}/${ep.prefixLen}`, ep.gateway);
+  }
+
+  /** The namespace, then lo and every network's interface concurrently (different interfaces;
+   *  each bridge attachment is followed by its firewall rules). */
+  async #plumb(sb: SandboxRecord): Promise<void> {
+    const netns = sb.netnsPath!;
+    await this.#links.createNetns(netns);
+    const steps = [
+      this.#cni.add(loopbackConfig(), { containerId: sb.containerId, netns, ifname: 'lo' }),
+      ...sb.endpoints.map((ep, i) => this.#attach(sb, ep, i === 0)),
+    ];
+    const results = await Promise.allSettled(steps);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** bridge ADD (the veth, made inside the namespace, with berth's address and MAC), then
+   *  firewall ADD chained on its result. */
+  async #attach(sb: SandboxRecord, ep: EndpointRecord, defaultRoute: boolean): Promise<void> {
+    const rt = { containerId: sb.containerId, netns: sb.netnsPath!, ifname: ep.ifname };
+    const result = await this.#cni.add(this.#bridgeConfigOf(ep, defaultRoute), rt);
+    ep.cni = result;
+    const net = this.#networks.get(ep.networkId);
+    ep.hostVeth = result.interfaces?.find((i) => !i.sandbox && i.name !== net?.bridge)?.name ?? '';
+    const addr = result.ips?.[0]?.address;
+    if (addr !== `${ep.ip}/${ep.prefixLen}`) throw internalMismatch(ep, addr);
+    await this.#cni.add(firewallConfig(this.#cniName(ep), result), rt);
+  }
+
+  /** DEL in reverse chain order: firewall, then bridge (which removes the veth when the
+   *  namespace still exists; `netns` is '' when it is gone). Idempotent; errors are logged
+   *  unless `strict`. */
+  async #detachEndpoint(sb: SandboxRecord, ep: EndpointRecord, netns: string, strict = false): Promise<void> {
+    const rt = { containerId: sb.containerId, netns, ifname: ep.ifname };
+    try {
+      await this.#cni.del(firewallConfig(this.#cniName(ep), this.#resultOf(ep)), rt);
+      await this.#cni.del({ ...this.#bridgeConfigOf(ep, false), prevResult: this.#resultOf(ep) }, rt);
+    } catch (err) {
+      if (strict) throw err;
+      this.#o.log.error({ container: sb.containerId, network: ep.networkId, err: errorMessage(err) }, 'cni del failed');
+    }
+  }
+
+  /** Every attachment's DELs and lo's, concurrently, before the namespace is unmounted. */
+  async #unplumb(sb: SandboxRecord): Promise<void> {
+    const netns = sb.netnsPath && (await isMountpoint(sb.netnsPath)) ? sb.netnsPath : '';
+    await Promise.all([
+      ...sb.endpoints.map((ep) => this.#detachEndpoint(sb, ep, netns)),
+      this.#cni.del(loopbackConfig(), { containerId: sb.containerId, netns, ifname: 'lo' }).catch((err: unknown) => {
+        this.#o.log.error({ container: sb.containerId, err: errorMessage(err) }, 'cni del failed');
+      }),
+    ]);
   }
 
   /** Sandboxes live in the exec root (tmpfs; gone at reboot with the namespaces they describe):
@@ -797,7 +921,11 @@ export class BridgeNetworkService implements NetworkService {
   async #destroy(sb: SandboxRecord): Promise<void> {
     try {
       if (sb.ports.length) await this.#applyRules().catch((err: unknown) => this.#o.log.error({ container: sb.containerId, err: errorMessage(err) }, 'cannot remove port rules'));
-      if (sb.mode === 'bridge' || sb.mode === 'none') await this.#links.destroyNetns(sb.netnsPath!);
+      if (sb.mode === 'bridge' || sb.mode === 'none') {
+        // No namespace file: setUp failed before any plugin ran (a busy port), nothing to DEL.
+        if (existsSync(sb.netnsPath!)) await this.#unplumb(sb);
+        await this.#links.destroyNetns(sb.netnsPath!);
+      }
       await rm(this.#paths.sandbox(sb.containerId), { force: true });
     } finally {
       this.#release(sb);
@@ -885,11 +1013,12 @@ export class BridgeNetworkService implements NetworkService {
         while (used.has(`eth${i}`)) i++;
         const ep: EndpointRecord = {
           networkId: net.id, endpointId: randomBytes(32).toString('hex'), ip: formatIp(ip), prefixLen: prefix, gateway: net.gateway!,
-          mac: macForIp(ip), aliases: es.aliases, hostVeth: vethName(), ifname: `eth${i}`,
+          mac: macForIp(ip), aliases: es.aliases, hostVeth: '', ifname: `eth${i}`,
         };
         try {
-          await this.#links.addVeths(sb.netnsPath, [{ ifname: ep.ifname, hostVeth: ep.hostVeth, mac: ep.mac, cidr: `${ep.ip}/${prefix}`, bridge: net.bridge!, defaultGateway: sb.endpoints.length === 0 ? ep.gateway : undefined }]);
+          await this.#attach(sb, ep, sb.endpoints.length === 0);
         } catch (err) {
+          await this.#detachEndpoint(sb, ep, sb.netnsPath);
           this.#leases.get(net.id)?.delete(ip);
           throw err;
         }
@@ -938,7 +1067,7 @@ export class BridgeNetworkService implements NetworkService {
       }
       if (!key && !ep) throw notFound(`container ${c.id} is not connected to network ${net.name}`);
       if (sb && ep) {
-        await this.#links.removeIfaces(sb.netnsPath!, [ep.ifname]);
+        await this.#detachEndpoint(sb, ep, sb.netnsPath!, true);
         sb.endpoints = sb.endpoints.filter((e) => e !== ep);
         this.#leases.get(net.id)?.delete(parseIp(ep.ip));
         if (sb.ports.some((p) => p.containerIp === ep.ip)) {
@@ -1013,16 +1142,16 @@ export class BridgeNetworkService implements NetworkService {
   }
 }
 
+function internalMismatch(ep: EndpointRecord, got: string | undefined) {
+  return internal(`cni plugin bridge add: configured ${got ?? 'no address'} instead of ${ep.ip}/${ep.prefixLen}`);
+}
+
 function notImplementedIpv6() {
   return invalidArgument('IPv6 networks are not supported by berth yet');
 }
 
 function isSpecialMode(m: string): boolean {
   return m === 'host' || m === 'none' || m.startsWith('container:');
-}
-
-function vethName(): string {
-  return `veth${randomBytes(4).toString('hex').slice(0, 7)}`;
 }
 
 function normalizePortKey(k: string): string {

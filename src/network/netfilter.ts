@@ -1,20 +1,31 @@
-// berth's iptables rules. Why iptables and not the CNI bridge/portmap/firewall plugins: the
-// plugins spawn one process per plugin per container plus several iptables calls each (podman's
-// CNI path costs tens of ms per start), while berth's rules are per NETWORK, not per container:
-// a container without published ports needs no rule change at all, and a container with ports
-// costs one `iptables-restore` that rewrites berth's own chains atomically from state. Every rule
-// lives in berth-owned chains (prefix configurable so test daemons run side by side); the
-// built-in chains only get one jump each.
+// berth's iptables rules, next to the CNI firewall plugin's. Per container, the CNI `firewall`
+// plugin (run by the network service after `bridge`) adds `-s <ip> -j ACCEPT` and an
+// established-replies accept for the container's address to the shared CNI-FORWARD chain, as
+// podman's CNI setup does. What the plugin cannot express stays here, per NETWORK rather than per
+// container (one `iptables-restore` rewrites berth's own chains atomically from state; a
+// container without published ports needs no change to them): isolation between networks,
+// --internal, published ports (berth's own rules, not the portmap plugin: they also need the
+// loopback proxy and the hairpin rule), and masquerade. Every such rule lives in berth-owned
+// chains (prefix configurable so test daemons run side by side); the built-in chains only get
+// one jump each.
 //
-//   filter FORWARD     -> <P>-FWD      intra-network accept, egress accept (not --internal),
-//                                      replies and DNAT'ed (published) traffic accepted, the rest
-//                                      to a bridge dropped; isolation first (<P>-ISO1/<P>-ISO2):
-//                                      nothing crosses from one berth bridge to another.
+//   filter FORWARD     -> <P>-FWD      decides first; CNI-FORWARD's jump is kept BELOW it (the
+//                                      plugin's accept would otherwise let traffic cross
+//                                      networks): isolation first (<P>-ISO1/<P>-ISO2: nothing
+//                                      crosses from one berth bridge to another), --internal
+//                                      networks drop all but intra-network traffic, DNAT'ed
+//                                      (published) traffic is accepted, unsolicited traffic to a
+//                                      bridge dropped; the container's own traffic and replies
+//                                      to it RETURN, to be accepted in CNI-FORWARD.
 //   nat PREROUTING     -> <P>-DNAT     (dst-type LOCAL) published ports -> container ip:port
 //   nat OUTPUT         -> <P>-DNAT     (dst-type LOCAL, not 127/8) the host's own non-loopback
 //                                      addresses; loopback is served by the userland proxy, so
 //                                      route_localnet stays 0 (CVE-2020-8558).
 //   nat POSTROUTING    -> <P>-POST     masquerade egress of non-internal subnets; hairpin.
+//
+// Why berth's isolation and not the firewall plugin's `ingressPolicy: same-bridge`: that puts
+// per-bridge rules in the shared CNI-ISOLATION chains which the plugin never removes (DEL leaves
+// them), so removed networks would leak rules; berth's chains are rewritten from state.
 //
 // Ports published on 127.0.0.1 get NO DNAT rule at all (only the loopback proxy), and direct
 // routing to a container IP from a neighbour is dropped by `-o <bridge> -j DROP`: they are not
@@ -37,6 +48,13 @@ export interface FilterPort {
   bridge: string;
 }
 
+/** The CNI firewall plugin's chains and rules, exactly as it writes them (its iptables backend
+ *  looks them up by this spec). Shared with every other CNI user on the host: never removed. */
+export const CNI_FORWARD = 'CNI-FORWARD';
+const CNI_ADMIN = 'CNI-ADMIN';
+const CNI_FORWARD_JUMP = ['-m', 'comment', '--comment', 'CNI firewall plugin rules', '-j', CNI_FORWARD];
+const CNI_ADMIN_JUMP = ['-m', 'comment', '--comment', 'CNI firewall plugin admin overrides', '-j', CNI_ADMIN];
+
 export function chainNames(prefix: string) {
   return { fwd: `${prefix}-FWD`, iso1: `${prefix}-ISO1`, iso2: `${prefix}-ISO2`, dnat: `${prefix}-DNAT`, post: `${prefix}-POST` };
 }
@@ -50,14 +68,13 @@ export function renderRules(prefix: string, networks: FilterNetwork[], ports: Fi
   for (const n of networks) {
     const b = n.bridge;
     f.push(`-A ${c.iso1} -i ${b} ! -o ${b} -j ${c.iso2}`, `-A ${c.iso2} -o ${b} -j DROP`);
-    f.push(`-A ${c.fwd} -i ${b} -o ${b} -j ACCEPT`);
     if (n.internal) {
-      f.push(`-A ${c.fwd} -i ${b} -j DROP`, `-A ${c.fwd} -o ${b} -j DROP`);
+      f.push(`-A ${c.fwd} -i ${b} -o ${b} -j RETURN`, `-A ${c.fwd} -i ${b} -j DROP`, `-A ${c.fwd} -o ${b} -j DROP`);
     } else {
       f.push(
-        `-A ${c.fwd} -o ${b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+        `-A ${c.fwd} -i ${b} -j RETURN`,
         `-A ${c.fwd} -o ${b} -m conntrack --ctstate DNAT -j ACCEPT`,
-        `-A ${c.fwd} -i ${b} ! -o ${b} -j ACCEPT`,
+        `-A ${c.fwd} -o ${b} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
         `-A ${c.fwd} -o ${b} -j DROP`,
       );
     }
@@ -122,32 +139,64 @@ export class Netfilter {
   /**
    * Whether berth's rules are still in place: a firewalld reload or an `iptables -F` drops them
    * (and with them isolation and published ports: CVE-2025-54410). Checks the jumps from the
-   * built-in chains and the first rule of berth's forward chain; forgets the applied state when
-   * anything is missing, so the next apply() rewrites it all.
+   * built-in chains, that berth's forward jump still comes before CNI-FORWARD's (a firewall
+   * plugin that found its jump missing re-inserts it at the top), and the first rule of berth's
+   * forward chain; forgets the applied state when anything is off, so the next apply() rewrites
+   * it all.
    */
   async intact(): Promise<boolean> {
     if (!this.#jumped) return true;
     const c = chainNames(this.prefix);
-    const checks = [...jumps(this.prefix).map((j) => ['-t', j.table, '-C', j.chain, ...j.spec]), ['-t', 'filter', '-C', c.fwd, '-j', c.iso1]];
-    for (const args of checks) {
+    const checks = [...jumps(this.prefix).filter((j) => j.chain !== 'FORWARD').map((j) => ['-t', j.table, '-C', j.chain, ...j.spec]), ['-t', 'filter', '-C', c.fwd, '-j', c.iso1]];
+    let ok = (await this.#forwardOrder()) === 'ok';
+    for (const args of ok ? checks : []) {
       const r = await this.#host.run('iptables', ['-w', ...args], { allowFailure: true });
-      if (r.code !== 0) {
-        this.#jumped = false;
-        this.#last = '';
-        return false;
-      }
+      if (r.code !== 0) ok = false;
+      if (!ok) break;
     }
-    return true;
+    if (!ok) {
+      this.#jumped = false;
+      this.#last = '';
+    }
+    return ok;
+  }
+
+  /** Where berth's FORWARD jump stands relative to the CNI firewall plugin's. */
+  async #forwardOrder(): Promise<'ok' | 'missing' | 'below-cni' | 'no-cni'> {
+    const r = await this.#host.run('iptables', ['-w', '-t', 'filter', '-S', 'FORWARD'], { allowFailure: true });
+    const lines = r.stdout.split('\n');
+    const own = lines.indexOf(`-A FORWARD -j ${chainNames(this.prefix).fwd}`);
+    const cni = lines.findIndex((l) => l.endsWith(`-j ${CNI_FORWARD}`));
+    if (own < 0) return 'missing';
+    if (cni < 0) return 'no-cni';
+    return own < cni ? 'ok' : 'below-cni';
   }
 
   async #ensureJumps(): Promise<void> {
+    // The CNI firewall plugin's chains and jump, made here first if missing, APPENDED: the
+    // plugin only inserts its jump (at the top) when it is missing, so it stays below berth's.
+    await this.#ensureCniChains();
+    const order = await this.#forwardOrder();
+    const c = chainNames(this.prefix);
+    if (order === 'below-cni') await this.#host.run('iptables', ['-w', '-t', 'filter', '-D', 'FORWARD', '-j', c.fwd], { allowFailure: true });
+    if (order === 'below-cni' || order === 'missing') await this.#host.run('iptables', ['-w', '-t', 'filter', '-I', 'FORWARD', '1', '-j', c.fwd]);
     for (const j of jumps(this.prefix)) {
+      if (j.chain === 'FORWARD') continue;
       const r = await this.#host.run('iptables', ['-w', '-t', j.table, '-C', j.chain, ...j.spec], { allowFailure: true });
       if (r.code !== 0) await this.#host.run('iptables', ['-w', '-t', j.table, '-I', j.chain, '1', ...j.spec]);
     }
   }
 
-  /** Remove every berth rule and chain (tests, and a daemon told to clean up). */
+  async #ensureCniChains(): Promise<void> {
+    const ipt = (...args: string[]) => this.#host.run('iptables', ['-w', '-t', 'filter', ...args], { allowFailure: true });
+    await ipt('-N', CNI_FORWARD);
+    await ipt('-N', CNI_ADMIN);
+    if ((await ipt('-C', CNI_FORWARD, ...CNI_ADMIN_JUMP)).code !== 0) await ipt('-I', CNI_FORWARD, '1', ...CNI_ADMIN_JUMP);
+    if ((await ipt('-C', 'FORWARD', ...CNI_FORWARD_JUMP)).code !== 0) await ipt('-A', 'FORWARD', ...CNI_FORWARD_JUMP);
+  }
+
+  /** Remove every berth rule and chain (tests, and a daemon told to clean up). The CNI
+   *  chains stay: they are shared, and the firewall plugin's DEL removed this daemon's rules. */
   async removeAll(): Promise<void> {
     await this.#queue;
     for (const j of jumps(this.prefix)) {

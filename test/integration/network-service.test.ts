@@ -261,6 +261,47 @@ test('none and container modes; connect and disconnect a running container', { s
   await svc.remove(Id);
 });
 
+/** The firewall plugin's CNI-FORWARD rules for one address. */
+async function cniRules(ip: string): Promise<string[]> {
+  const r = await sh('iptables', ['-w', '-S', 'CNI-FORWARD']);
+  return r.out.split('\n').filter((l) => l.includes(` ${ip}/32 `));
+}
+
+test('the CNI plugins made the interfaces and the firewall accept; DEL removes them; FORWARD order kept', { skip: !isRoot }, async () => {
+  const id = cid();
+  const s = await svc.setUp(req(id, 'cni'));
+  const ip = s.settings.IPAddress;
+  let veth = '';
+  try {
+    // The firewall plugin's accept for this address, chained on the bridge plugin's result.
+    assert.deepEqual(await cniRules(ip), [
+      `-A CNI-FORWARD -d ${ip}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-A CNI-FORWARD -s ${ip}/32 -j ACCEPT`,
+    ]);
+    // The bridge plugin's veth: on berth's bridge, hairpin on (berth never set it itself),
+    // the container end with berth's address and the MAC derived from it, the default route.
+    veth = svc.live().veths.find((v) => v) ?? '';
+    assert.match(veth, /^veth[0-9a-f]{8}$/, 'host end named by the bridge plugin');
+    assert.match((await sh('ip', ['-o', 'link', 'show', 'master', `bt${tag}`])).out, new RegExp(`: ${veth}@`));
+    assert.equal((await readFile(`/sys/class/net/${veth}/brport/hairpin_mode`, 'utf8')).trim(), '1');
+    const inside = await sh('nsenter', [`--net=${s.netnsPath}`, 'ip', '-o', 'addr', 'show', 'eth0']);
+    assert.match(inside.out, new RegExp(`inet ${ip.replace(/\./g, '\\.')}/24`));
+    const link = await sh('nsenter', [`--net=${s.netnsPath}`, 'ip', '-o', 'link', 'show', 'eth0']);
+    assert.match(link.out, new RegExp(`link/ether ${s.settings.MacAddress} `));
+    assert.match((await sh('nsenter', [`--net=${s.netnsPath}`, 'ip', 'route'])).out, new RegExp(`default via 10\\.123\\.${nets.def}\\.1 dev eth0`));
+    assert.match((await sh('nsenter', [`--net=${s.netnsPath}`, 'ip', '-o', 'link', 'show', 'lo'])).out, /[<,]UP[,>]/, 'lo up (loopback plugin)');
+    // berth's chain decides before the plugin's accept.
+    const fwd = (await sh('iptables', ['-w', '-S', 'FORWARD'])).out.split('\n');
+    const own = fwd.indexOf(`-A FORWARD -j BT-${tag}-FWD`);
+    assert.ok(own >= 0 && own < fwd.findIndex((l) => l.endsWith('-j CNI-FORWARD')), fwd.join('\n'));
+  } finally {
+    await svc.tearDown(id);
+    await svc.settle();
+  }
+  assert.deepEqual(await cniRules(ip), [], 'firewall DEL removed the accept');
+  assert.equal(existsSync(`/sys/class/net/${veth}`), false, 'bridge DEL removed the veth');
+});
+
 test('rules removed behind berth\'s back (firewall reload, iptables -F of its chain) are restored', { skip: !isRoot }, async () => {
   const id = cid();
   const s = await svc.setUp(req(id, 'fw', { portBindings: { '80/tcp': [{ HostPort: '' }] } }));
@@ -268,7 +309,9 @@ test('rules removed behind berth\'s back (firewall reload, iptables -F of its ch
     assert.equal(await svc.checkRulesNow(), false, 'nothing to restore yet');
     await sh('iptables', ['-w', '-D', 'FORWARD', '-j', `BT-${tag}-FWD`]);
     await sh('iptables', ['-w', '-t', 'nat', '-F', `BT-${tag}-DNAT`]);
+    await sh('iptables', ['-w', '-D', 'CNI-FORWARD', '-s', `${s.settings.IPAddress}/32`, '-j', 'ACCEPT']);
     assert.equal(await svc.checkRulesNow(), true);
+    assert.equal((await cniRules(s.settings.IPAddress)).length, 2, 'the firewall plugin\'s accept re-added');
     assert.equal((await sh('iptables', ['-w', '-C', 'FORWARD', '-j', `BT-${tag}-FWD`])).code, 0);
     const nat = await sh('iptables-save', ['-t', 'nat']);
     assert.match(nat.out, new RegExp(`--to-destination ${s.settings.IPAddress.replace(/\./g, '\\.')}:80`));
@@ -314,4 +357,7 @@ test('restart keeps networks and leases; nothing leaks', { skip: !isRoot }, asyn
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(links.trim(), '', 'veths left on the bridge');
+  // No firewall plugin rule for any address of this file's subnets.
+  const cni = (await sh('iptables', ['-w', '-S', 'CNI-FORWARD'])).out;
+  assert.doesNotMatch(cni, new RegExp(`10\\.123\\.(${Object.values(nets).join('|')})\\.\\d+/32`), 'CNI-FORWARD rules left');
 });

@@ -83,6 +83,14 @@ test('iptables ruleset: isolation, internal without egress or NAT, loopback port
   assert.ok(lines.includes('-A BT-DNAT -d 192.0.2.1/32 ! -i b1 -p tcp -m tcp --dport 9090 -j DNAT --to-destination 10.1.0.3:90'));
   assert.ok(!r.includes('--dport 5353'), '127.0.0.1 bindings get no DNAT (proxy only)');
   assert.ok(lines.indexOf('-A BT-FWD -j BT-ISO1') < lines.findIndex((l) => l.includes('ACCEPT')), 'isolation before any accept');
+  // The container's own traffic and replies to it go on to CNI-FORWARD (the firewall plugin's
+  // accept); isolation and unsolicited-ingress drops are decided before that.
+  const at = (l: string) => { const i = lines.indexOf(l); assert.ok(i >= 0, l); return i; };
+  assert.ok(at('-A BT-FWD -j BT-ISO1') < lines.findIndex((l) => l.includes('RETURN') && l.startsWith('-A BT-FWD')), 'isolation before any return');
+  assert.ok(at('-A BT-FWD -i b1 -j RETURN') < at('-A BT-FWD -o b1 -j DROP'));
+  assert.ok(at('-A BT-FWD -o b1 -m conntrack --ctstate DNAT -j ACCEPT') < at('-A BT-FWD -o b1 -j DROP'), 'published ports accepted by berth');
+  assert.ok(at('-A BT-FWD -i b2 -o b2 -j RETURN') < at('-A BT-FWD -i b2 -j DROP'), 'internal: intra-network only');
+  assert.ok(!lines.some((l) => /-[io] b2 .*RELATED/.test(l)), 'internal: no replies from outside');
   assert.equal(lines.filter((l) => l === 'COMMIT').length, 2);
 });
 

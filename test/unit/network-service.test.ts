@@ -1,5 +1,7 @@
-// BridgeNetworkService against a FakeHost: what it asks the kernel for (veths created in place,
-// one iptables-restore per change), IPAM and validation, rollback, persistence across restarts.
+// BridgeNetworkService against a FakeHost: what it asks the kernel and the CNI plugins for (the
+// namespace by unshare, loopback + bridge + firewall ADD with berth's address, DEL with the
+// stored results; one iptables-restore per change), IPAM and validation, rollback, persistence
+// across restarts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, readFile } from 'node:fs/promises';
@@ -12,10 +14,35 @@ import { FakeHost, type RunOptions, type RunResult } from '../../src/host/host.t
 import { createLogger } from '../../src/pkg/log.ts';
 import { isKind } from '../../src/core/errors.ts';
 
+interface CniCall { plugin: string; env: Record<string, string | undefined>; conf: Record<string, any> }
+
+/** Records every run with its stdin; answers CNI plugin runs the way the real plugins do. */
 class RecordingHost extends FakeHost {
   inputs: Array<{ cmd: string; input: string }> = [];
+  cni: CniCall[] = [];
+  /** Make the next ADD of this plugin fail with this stdout. */
+  fail?: { plugin: string; stdout: string };
   override async run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> {
     this.inputs.push({ cmd: [file, ...args].join(' '), input: String(opts?.input ?? '') });
+    if (file.startsWith('/usr/lib/cni/')) {
+      const env = { ...(opts?.env ?? {}) };
+      const conf = JSON.parse(String(opts?.input));
+      this.cni.push({ plugin: file.slice('/usr/lib/cni/'.length), env, conf });
+      if (env.CNI_COMMAND === 'DEL') return { code: 0, stdout: '', stderr: '' };
+      const fail = this.fail;
+      if (fail && fail.plugin === conf.type) return { code: 1, stdout: fail.stdout, stderr: '' };
+      let result: object = conf.prevResult ?? { cniVersion: '1.0.0' };
+      if (conf.type === 'bridge') {
+        result = {
+          cniVersion: '1.0.0',
+          interfaces: [{ name: conf.bridge, mac: '02:00:00:00:00:01' }, { name: `veth${randomBytes(4).toString('hex')}`, mac: '02:00:00:00:00:02' }, { name: env.CNI_IFNAME, mac: conf.runtimeConfig.mac, sandbox: env.CNI_NETNS }],
+          ips: conf.ipam.addresses.map((a: { address: string; gateway: string }) => ({ ...a, interface: 2 })),
+          routes: conf.ipam.routes,
+          dns: {},
+        };
+      }
+      return { code: 0, stdout: JSON.stringify(result), stderr: '' };
+    }
     return super.run(file, args, opts);
   }
 }
@@ -61,7 +88,7 @@ test('predefined networks; create validates names, subnets, gateways, overlaps; 
   assert.deepEqual(s.host.inputs.filter((i) => i.cmd.startsWith('ip link del')).map((i) => i.cmd).length, 2);
 });
 
-test('setUp: netns by unshare with the veth created inside it, host end bridged, unique addresses', async () => {
+test('setUp: netns by unshare, CNI loopback + bridge (berth\'s address, MAC, route) + firewall chained on its result; DEL on teardown', async () => {
   await using s = await setup();
   const a = cid();
   const b = cid();
@@ -70,11 +97,26 @@ test('setUp: netns by unshare with the veth created inside it, host end bridged,
   assert.equal(sa.settings.IPAddress, '10.200.0.2');
   assert.equal(sb.settings.IPAddress, '10.200.0.3');
   assert.equal(sa.settings.Networks.bridge!.MacAddress, '02:42:0a:c8:00:02');
-  const unshare = s.host.inputs.find((i) => i.cmd.startsWith(`unshare --net=${sa.netnsPath} ip -batch -`))!;
-  assert.ok(unshare, 'namespace made by unshare');
-  assert.match(unshare.input, /^link set lo up\nlink add eth0 address 02:42:0a:c8:00:02 type veth peer name (veth\w+) netns \/proc\/\d+\/ns\/net\naddr add 10\.200\.0\.2\/24 dev eth0\nlink set eth0 up\nroute add default via 10\.200\.0\.1 dev eth0\n$/);
-  const hostEnd = /peer name (veth\w+)/.exec(unshare.input)![1]!;
-  assert.ok(s.host.inputs.some((i) => i.input === `link set ${hostEnd} master btunit up\n`));
+  assert.ok(s.host.inputs.some((i) => i.cmd === `unshare --net=${sa.netnsPath} true`), 'namespace made by unshare');
+  const forA = s.host.cni.filter((c) => c.env.CNI_CONTAINERID === a);
+  assert.deepEqual(forA.map((c) => `${c.env.CNI_COMMAND} ${c.plugin} ${c.env.CNI_IFNAME}`).sort(), ['ADD bridge eth0', 'ADD firewall eth0', 'ADD loopback lo']);
+  for (const c of forA) {
+    assert.equal(c.env.CNI_NETNS, sa.netnsPath);
+    assert.equal(c.env.CNI_PATH, '/usr/lib/cni');
+    assert.equal(c.conf.cniVersion, '1.0.0');
+  }
+  const bridgeAdd = forA.find((c) => c.plugin === 'bridge')!;
+  assert.deepEqual(bridgeAdd.conf, {
+    cniVersion: '1.0.0', name: 'berth-bridge', type: 'bridge', bridge: 'btunit', isGateway: false, isDefaultGateway: false, ipMasq: false, hairpinMode: true,
+    ipam: { type: 'static', addresses: [{ address: '10.200.0.2/24', gateway: '10.200.0.1' }], routes: [{ dst: '0.0.0.0/0', gw: '10.200.0.1' }] },
+    runtimeConfig: { mac: '02:42:0a:c8:00:02' },
+  });
+  const fwAdd = forA.find((c) => c.plugin === 'firewall')!;
+  assert.equal(fwAdd.conf.backend, 'iptables');
+  assert.deepEqual(fwAdd.conf.prevResult.ips, [{ address: '10.200.0.2/24', gateway: '10.200.0.1', interface: 2 }], 'firewall chained on the bridge result');
+  assert.ok(s.host.cni.indexOf(fwAdd) > s.host.cni.indexOf(bridgeAdd), 'firewall after bridge');
+  const hostEnd = fwAdd.conf.prevResult.interfaces[1].name as string;
+  assert.ok(s.svc.live().veths.includes(hostEnd), 'host veth name taken from the plugin result');
   assert.equal(await readFile(sb.resolvConfPath, 'utf8'), 'nameserver 192.0.2.53\n');
   assert.match(await readFile(sb.hostsPath, 'utf8'), /10\.9\.9\.9\tdb\n10\.200\.0\.3\thb\n$/);
   assert.equal(await readFile(sb.hostnamePath, 'utf8'), 'hb\n');
@@ -86,6 +128,18 @@ test('setUp: netns by unshare with the veth created inside it, host end bridged,
   await s.svc.tearDown(c);
   await s.svc.settle();
   assert.equal(existsSync(join(s.root, 'exec', 'netns', c)), false);
+  // DEL: firewall before bridge, both with the ADD result; lo too. (FakeHost mounts nothing, so
+  // the namespace counts as gone: CNI_NETNS is empty, which the plugins accept on DEL.)
+  const delC = s.host.cni.filter((x) => x.env.CNI_CONTAINERID === c && x.env.CNI_COMMAND === 'DEL');
+  assert.deepEqual(delC.map((x) => x.plugin).filter((p) => p !== 'loopback'), ['firewall', 'bridge']);
+  assert.equal(delC.length, 3);
+  const addC = s.host.cni.find((x) => x.env.CNI_CONTAINERID === c && x.plugin === 'bridge')!;
+  for (const d of delC.filter((x) => x.plugin !== 'loopback')) {
+    assert.deepEqual(d.conf.prevResult.ips, [{ address: '10.200.0.4/24', gateway: '10.200.0.1', interface: 2 }]);
+    assert.equal(d.env.CNI_NETNS, '');
+    assert.equal(d.env.CNI_IFNAME, 'eth0');
+  }
+  assert.equal(addC.conf.ipam.addresses[0].address, '10.200.0.4/24');
   // A static address taken, outside the subnet, or the gateway: refused, nothing made.
   await s.svc.create({ Name: 'u', IPAM: { Config: [{ Subnet: '10.210.0.0/24' }] } });
   const d1 = cid();
@@ -136,7 +190,36 @@ test('published port ranges take the first free port; a busy fixed port leaves n
     }), (e: unknown) => isKind(e, 'FailedPrecondition'));
     assert.equal(existsSync(join(s.root, 'exec', 'netns', other)), false);
     assert.equal(s.host.inputs.some((i) => i.cmd.includes(other)), false, 'no namespace was even started');
+    assert.equal(s.host.cni.some((c) => c.env.CNI_CONTAINERID === other), false, 'no CNI plugin ran (not even a DEL)');
   } finally {
     blocker.close();
   }
+});
+
+test('connect/disconnect on a running container: bridge + firewall ADD on ethN without a default route; DEL strict', async () => {
+  await using s = await setup();
+  await s.svc.create({ Name: 'u2', IPAM: { Config: [{ Subnet: '10.212.0.0/24' }] } });
+  const a = cid();
+  await s.svc.setUp({ containerId: a, name: 'a', hostname: 'a', networkMode: 'bridge', filesDir: join(s.root, 'a') });
+  const info = await s.svc.connect(a, 'u2', { Aliases: ['al'] });
+  assert.equal(info?.ipAddress, '10.212.0.2');
+  const adds = s.host.cni.filter((c) => c.env.CNI_CONTAINERID === a && c.env.CNI_IFNAME === 'eth1');
+  assert.deepEqual(adds.map((c) => `${c.env.CNI_COMMAND} ${c.plugin}`), ['ADD bridge', 'ADD firewall']);
+  assert.deepEqual(adds[0]!.conf.ipam, { type: 'static', addresses: [{ address: '10.212.0.2/24', gateway: '10.212.0.1' }], routes: [] }, 'no second default route');
+  assert.equal(adds[0]!.conf.bridge, (await s.svc.inspect('u2')).Options['com.docker.network.bridge.name'] ?? adds[0]!.conf.bridge);
+  await s.svc.disconnect(a, 'u2');
+  const dels = s.host.cni.filter((c) => c.env.CNI_CONTAINERID === a && c.env.CNI_IFNAME === 'eth1' && c.env.CNI_COMMAND === 'DEL');
+  assert.deepEqual(dels.map((c) => c.plugin), ['firewall', 'bridge']);
+  assert.deepEqual(dels[0]!.conf.prevResult.ips, [{ address: '10.212.0.2/24', gateway: '10.212.0.1', interface: 2 }]);
+  // The address is free again.
+  assert.equal((await s.svc.connect(a, 'u2', { IPAMConfig: { IPv4Address: '10.212.0.2' } }))?.ipAddress, '10.212.0.2');
+  // A plugin failure on connect: the error is the plugin's, classified; the half-made
+  // attachment is DELeted and the lease released.
+  await s.svc.create({ Name: 'u3', IPAM: { Config: [{ Subnet: '10.213.0.0/24' }] } });
+  s.host.fail = { plugin: 'firewall', stdout: JSON.stringify({ cniVersion: '1.0.0', code: 999, msg: 'iptables failed', details: 'exit 4' }) };
+  await assert.rejects(s.svc.connect(a, 'u3', { IPAMConfig: { IPv4Address: '10.213.0.7' } }), (e: unknown) => isKind(e, 'Internal') && /cni plugin firewall add failed: iptables failed/.test((e as Error).message));
+  s.host.fail = undefined;
+  const rolled = s.host.cni.filter((c) => c.env.CNI_CONTAINERID === a && c.env.CNI_IFNAME === 'eth2' && c.env.CNI_COMMAND === 'DEL');
+  assert.deepEqual(rolled.map((c) => c.plugin), ['firewall', 'bridge']);
+  assert.equal((await s.svc.connect(a, 'u3', { IPAMConfig: { IPv4Address: '10.213.0.7' } }))?.ipAddress, '10.213.0.7', 'lease released after the failure');
 });
