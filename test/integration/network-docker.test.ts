@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { startDaemon, importBusybox, docker, api, isRoot, type TestDaemon } from '../helpers/fixtures.ts';
+import { contains, parseCidr, parseIp } from '../../src/network/ipv4.ts';
 
 const tag = randomBytes(3).toString('hex');
 const base = 10 + Math.floor(Math.random() * 200);
@@ -245,9 +246,29 @@ test('berthd restart keeps networks, leases, names and published ports', { skip:
   await ok(['network', 'rm', `rs${tag}`]);
 });
 
-test('nothing leaks: no veth on the bridges, no netns mounts, no DNAT rules, after 20 run --rm', { skip: !isRoot }, async () => {
+/** The CNI firewall plugin's CNI-FORWARD rules for addresses in `subnet`. */
+async function cniRulesIn(subnet: string): Promise<string[]> {
+  const net = parseCidr(subnet);
+  return (await sh('iptables', ['-w', '-S', 'CNI-FORWARD'])).out.split('\n').filter((l) => {
+    const m = /(?:-s|-d) (\d+\.\d+\.\d+\.\d+)\/32 /.exec(l);
+    return m !== null && contains(net, parseIp(m[1]!));
+  });
+}
+
+test('nothing leaks: no veth on the bridges, no netns mounts, no DNAT rules, no CNI rules, after 20 run --rm', { skip: !isRoot }, async () => {
+  const bridgeNet = JSON.parse(await ok(['network', 'inspect', 'bridge']))[0];
+  const subnet = bridgeNet.IPAM.Config[0].Subnet as string;
+  // While a container runs, the firewall plugin's accept for its address exists (its veth and
+  // address were made by the CNI bridge plugin, which this rule is chained on); rm removes it.
+  const id = (await ok(['run', '-d', 'busybox', 'sleep', '60'])).trim();
+  const ip = JSON.parse(await ok(['inspect', id]))[0].NetworkSettings.IPAddress as string;
+  assert.deepEqual((await cniRulesIn(subnet)).map((l) => l.replace(ip, 'IP')), [
+    '-A CNI-FORWARD -d IP/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    '-A CNI-FORWARD -s IP/32 -j ACCEPT',
+  ]);
+  await ok(['rm', '-f', id]);
   for (let i = 0; i < 20; i++) await ok(['run', '--rm', 'busybox', 'true']);
-  const bridge = JSON.parse(await ok(['network', 'inspect', 'bridge']))[0].Options['com.docker.network.bridge.name'];
+  const bridge = bridgeNet.Options['com.docker.network.bridge.name'];
   let enslaved = '';
   for (let i = 0; i < 50; i++) {
     enslaved = (await sh('ip', ['-o', 'link', 'show', 'master', bridge])).out.trim();
@@ -264,4 +285,12 @@ test('nothing leaks: no veth on the bridges, no netns mounts, no DNAT rules, aft
   assert.doesNotMatch(mounts, new RegExp(`${d.execRoot}/netns/`));
   const nat = await sh('iptables-save', ['-t', 'nat']);
   assert.doesNotMatch(nat.out.split('\n').filter((l) => l.includes(`-${bridge}-DNAT`) && l.includes('--to-destination')).join('\n'), /DNAT/);
+  // DEL runs after `run --rm` returns: give the last teardowns a moment.
+  let left: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    left = await cniRulesIn(subnet);
+    if (!left.length) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(left, [], 'CNI-FORWARD rules left for the bridge subnet');
 });
