@@ -300,11 +300,12 @@ class BuildRun {
       if (!t) throw invalidArgument(`failed to reach build target ${this.#req.target} in Dockerfile`);
       target = t;
     }
-    // Labels from the request become a last LABEL step of the target stage (as dockerd does).
-    const labels = Object.entries(this.#req.labels ?? {});
+    // Labels from the request become LABEL steps at the end of the target stage, one per label
+    // in key order and without variable expansion (moby's buildLabelOptions).
+    const labels = Object.entries(this.#req.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     if (labels.length) {
-      const line = 'LABEL ' + labels.map(([k, v]) => `${JSON.stringify(k)}=${JSON.stringify(v)}`).join(' ');
-      target = { ...target, instructions: [...target.instructions, parseInstruction(line, this.#df.directives.escape, 0)] };
+      const extra: Instruction[] = labels.map(([key, value]) => ({ kind: 'LABEL', line: 0, endLine: 0, original: `LABEL ${key}=${value}`, pairs: [{ key, value }], noExpand: true }));
+      target = { ...target, instructions: [...target.instructions, ...extra] };
       stages[target.index] = target;
     }
     // Which stages the target needs.
@@ -551,7 +552,7 @@ class BuildRun {
         return;
       }
       case 'LABEL': {
-        const pairs = ins.pairs.map((p) => [this.#expand(p.key, env, line), this.#expand(p.value, env, line)] as const);
+        const pairs = ins.pairs.map((p) => (ins.noExpand ? [p.key, p.value] as const : [this.#expand(p.key, env, line), this.#expand(p.value, env, line)] as const));
         await meta(`LABEL ${JSON.stringify(pairs)}`, `LABEL ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`, () => {
           cc.Labels = { ...(cc.Labels ?? {}) };
           for (const [k, v] of pairs) cc.Labels[k] = v;

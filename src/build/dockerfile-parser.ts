@@ -46,7 +46,7 @@ export interface CmdInstruction extends Base { kind: 'CMD'; command: CommandLine
 export interface EntrypointInstruction extends Base { kind: 'ENTRYPOINT'; command: CommandLine }
 export interface ShellInstruction extends Base { kind: 'SHELL'; args: string[] }
 export interface KeyValue { key: string; value: string }
-export interface LabelInstruction extends Base { kind: 'LABEL'; pairs: KeyValue[] }
+export interface LabelInstruction extends Base { kind: 'LABEL'; pairs: KeyValue[]; /** Taken as given, no variable expansion (`--label` of the request). */ noExpand?: boolean }
 export interface EnvInstruction extends Base { kind: 'ENV'; pairs: KeyValue[] }
 export interface ExposeInstruction extends Base { kind: 'EXPOSE'; ports: string[] }
 export interface CopyInstruction extends Base {
