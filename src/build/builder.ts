@@ -316,11 +316,14 @@ class BuildRun {
       for (const dep of this.#deps(s)) visit(stages[dep]!);
     };
     visit(target);
+    // ARGs before the first FROM are steps too, printed first (moby's printCommand for metaArgs).
+    for (const a of this.#df.metaArgs) this.#stepNo.set(a, ++this.#total);
     for (const s of stages) {
       if (!needed.has(s.index)) continue;
       this.#stepNo.set(s, ++this.#total);
       for (const ins of s.instructions) this.#stepNo.set(ins, ++this.#total);
     }
+    for (const a of this.#df.metaArgs) this.#step((t) => this.#out(t), a, a.original.replace(/^\S+/, 'ARG'));
     this.#jobs = stages.map((stage) => ({ stage }));
     this.#order = [...needed].sort((a, b) => a - b);
     let final: StageState;

@@ -486,7 +486,9 @@ export function globMatcher(pattern: string): RegExp {
 
 /** Expand one COPY source (maybe a glob) into clean relative paths in the tree, sorted. */
 export async function expandSource(tree: SourceTree, src: string): Promise<string[]> {
-  const clean = cleanEntryName(src) ?? '';
+  const clean = cleanEntryName(src);
+  // `../x` climbs out of the context: the legacy builder's error (never the context root).
+  if (clean === undefined) throw invalidArgument(`Forbidden path outside the build context: ${src} ()`);
   if (!hasGlob(clean)) return [await resolveSource(tree, clean)];
   const re = globMatcher(clean);
   const out = (await tree.allPaths()).filter((p) => p !== '' && re.test(p));

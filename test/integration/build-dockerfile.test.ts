@@ -288,6 +288,19 @@ test('ARG: defaults, --build-arg, ${VAR:-x} in ENV/WORKDIR/COPY, unused build-ar
   assert.match(out, /\/from-global\n\/from-global\/given fallback\ndir=\[\] name=\[\]\n/);
 });
 
+test('ARG before FROM overridden by --build-arg picks the base image and is printed as step 1; sources climbing out of the context are refused', { skip }, async () => {
+  const df = 'ARG TAG=no-such-tag\nFROM busybox:${TAG}\nARG TAG\nRUN echo "tag=$TAG"\n';
+  const r = await build(await ctx(df), `buildargs=${encodeURIComponent(JSON.stringify({ TAG: 'latest' }))}`);
+  assert.equal(r.error, undefined, r.text);
+  assert.match(r.text, /^Step 1\/4 : ARG TAG=no-such-tag\nStep 2\/4 : FROM busybox:\$\{TAG\}\n[\s\S]*tag=latest\n/);
+  const without = await build(await ctx(df));
+  assert.ok(without.error, 'the default names an image that does not exist');
+  const up = await build(await ctx('FROM busybox\nCOPY ../../../../etc/passwd /x\n'));
+  assert.equal(up.error?.error, 'Forbidden path outside the build context: ../../../../etc/passwd ()');
+  const rooted = await build(await ctx('FROM busybox\nCOPY /../../etc/hostname /x\n'));
+  assert.match(rooted.error?.error ?? '', /file not found in build context/);
+});
+
 test('RUN layers record deletions as whiteouts: removed files and replaced directories are gone from the image and the layer tar', { skip }, async () => {
   const df = [
     'FROM busybox',

@@ -97,6 +97,10 @@ test('sources: globs as filepath.Match, symlinked dirs resolved inside the conte
     assert.deepEqual(await expandSource(ctx, '.'), ['']);
     await assert.rejects(expandSource(ctx, 'nope'), (e) => kindOf(e) === 'NotFound');
     await assert.rejects(expandSource(ctx, '*.none'), (e) => kindOf(e) === 'NotFound');
+    // climbing out of the context is refused, never read as the context root
+    await assert.rejects(expandSource(ctx, '../../a.txt'), (e) => kindOf(e) === 'InvalidArgument' && /outside the build context/.test((e as Error).message));
+    await assert.rejects(expandSource(ctx, 'sub/../../a.txt'), (e) => kindOf(e) === 'InvalidArgument');
+    assert.deepEqual(await expandSource(ctx, '/../a.txt'), ['a.txt'], 'a rooted path is cleaned at the root');
   } finally {
     await ctx.cleanup();
   }
