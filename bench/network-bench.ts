@@ -1,8 +1,10 @@
 // Network benchmark (issue 4): `run --rm busybox true` on the default bridge network,
 // berth (docker CLI -> berthd) vs podman (netavark, its default `podman` network), interleaved,
 // medians; then 200 more berth runs and a leak check (veths on the bridge, netns mounts and
-// files under the exec root, DNAT rules); then the network service's own attach/detach path
-// (setUp + tearDown of a sandbox on a bridge network) without containers.
+// files under the exec root, DNAT rules, the CNI firewall plugin's CNI-FORWARD rules for the
+// bridge subnet); then the network service's own attach/detach path (setUp: netns + CNI
+// loopback/bridge/firewall ADD; tearDown on the caller's clock, and the full DEL + unmount
+// behind it) without containers.
 //
 //   node_modules/node/bin/node bench/network-bench.ts [rounds=30] [leakRuns=200]
 //
@@ -16,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { startDaemon, importBusybox, busyboxImage, docker, run, unmountUnder, type TestDaemon } from '../test/helpers/fixtures.ts';
 import { BridgeNetworkService } from '../src/network/bridge-network-service.ts';
 import { RealHost } from '../src/host/host.ts';
+import { contains, parseCidr, parseIp } from '../src/network/ipv4.ts';
 import { createLogger } from '../src/pkg/log.ts';
 
 const rounds = Number(process.argv[2] ?? 30);
@@ -57,7 +60,7 @@ async function berthTrue(d: TestDaemon): Promise<number> {
   return ms;
 }
 
-async function leaks(d: TestDaemon, bridge: string): Promise<{ veths: number; netnsMounts: number; netnsFiles: number; dnat: number }> {
+async function leaks(d: TestDaemon, bridge: string, subnet: string): Promise<{ veths: number; netnsMounts: number; netnsFiles: number; dnat: number; cni: number }> {
   // Namespace destruction is asynchronous in the kernel: give it a moment.
   let veths = 0;
   for (let i = 0; i < 50; i++) {
@@ -68,10 +71,21 @@ async function leaks(d: TestDaemon, bridge: string): Promise<{ veths: number; ne
   const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(join(d.execRoot, 'netns'))).length;
   const files = await readdir(join(d.execRoot, 'netns')).then((f) => f.length, () => 0);
   const dnat = (await run('iptables-save', ['-t', 'nat'])).stdout.split('\n').filter((l) => l.includes(`-${bridge}-DNAT`) && l.includes('--to-destination')).length;
-  return { veths, netnsMounts: mounts, netnsFiles: files, dnat };
+  const net = parseCidr(subnet);
+  const cniRules = async () => (await run('iptables', ['-w', '-S', 'CNI-FORWARD'])).stdout.split('\n').filter((l) => {
+    const m = /(?:-s|-d) (\d+\.\d+\.\d+\.\d+)\/32 /.exec(l);
+    return m !== null && contains(net, parseIp(m[1]!));
+  }).length;
+  let cni = 0;
+  for (let i = 0; i < 50; i++) {
+    cni = await cniRules();
+    if (cni === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { veths, netnsMounts: mounts, netnsFiles: files, dnat, cni };
 }
 
-async function attachDetach(n: number): Promise<{ setUp: number; tearDown: number }> {
+async function attachDetach(n: number): Promise<{ setUp: number; tearDown: number; settle: number }> {
   const root = await mkdtemp(join(tmpdir(), 'berth-netbench-'));
   const tag = randomBytes(3).toString('hex');
   const svc = new BridgeNetworkService({
@@ -81,6 +95,7 @@ async function attachDetach(n: number): Promise<{ setUp: number; tearDown: numbe
   await svc.start();
   const up: number[] = [];
   const down: number[] = [];
+  const full: number[] = [];
   try {
     for (let i = 0; i < n; i++) {
       const id = randomBytes(32).toString('hex');
@@ -90,18 +105,20 @@ async function attachDetach(n: number): Promise<{ setUp: number; tearDown: numbe
       t0 = performance.now();
       await svc.tearDown(id);
       down.push(performance.now() - t0);
+      await svc.settle();
+      full.push(performance.now() - t0);
     }
   } finally {
     await svc.close();
     await svc.destroyAll();
     await rm(root, { recursive: true, force: true });
   }
-  return { setUp: median(up), tearDown: median(down) };
+  return { setUp: median(up), tearDown: median(down), settle: median(full) };
 }
 
 async function main(): Promise<void> {
   const ad = await attachDetach(50);
-  console.log(`network service alone (50 sandboxes): setUp median ${ad.setUp.toFixed(1)} ms, tearDown median ${ad.tearDown.toFixed(1)} ms`);
+  console.log(`network service alone (50 sandboxes): setUp median ${ad.setUp.toFixed(1)} ms, tearDown median ${ad.tearDown.toFixed(1)} ms on the caller's clock, ${ad.settle.toFixed(1)} ms until DEL + unmount finished`);
 
   const d = await startDaemon();
   const podman = new Podman(await mkdtemp(join(tmpdir(), 'berth-bench-podman-')));
@@ -109,7 +126,9 @@ async function main(): Promise<void> {
     await importBusybox(d);
     const bb = await busyboxImage();
     await run('skopeo', ['copy', '-q', `oci:${bb.dir}:${bb.tag}`, `containers-storage:[overlay@${join(podman.base, 'root')}+${join(podman.base, 'runroot')}]docker.io/library/busybox:latest`]);
-    const bridge = JSON.parse((await docker(d, ['network', 'inspect', 'bridge'])).stdout)[0].Options['com.docker.network.bridge.name'] as string;
+    const bridgeNet = JSON.parse((await docker(d, ['network', 'inspect', 'bridge'])).stdout)[0];
+    const bridge = bridgeNet.Options['com.docker.network.bridge.name'] as string;
+    const subnet = bridgeNet.IPAM.Config[0].Subnet as string;
     // Warm-up: one of each.
     await berthTrue(d);
     await podman.runTrue();
@@ -125,10 +144,10 @@ async function main(): Promise<void> {
 
     const t0 = performance.now();
     for (let i = 0; i < leakRuns; i++) await berthTrue(d);
-    const l = await leaks(d, bridge);
-    console.log(`${leakRuns} more berth runs in ${((performance.now() - t0) / 1000).toFixed(1)} s; left behind: ${l.veths} veths on ${bridge}, ${l.netnsMounts} netns mounts, ${l.netnsFiles} netns files, ${l.dnat} DNAT rules`);
+    const l = await leaks(d, bridge, subnet);
+    console.log(`${leakRuns} more berth runs in ${((performance.now() - t0) / 1000).toFixed(1)} s; left behind: ${l.veths} veths on ${bridge}, ${l.netnsMounts} netns mounts, ${l.netnsFiles} netns files, ${l.dnat} DNAT rules, ${l.cni} CNI-FORWARD rules`);
     if (mb > 0.7 * mp) process.exitCode = 1;
-    if (l.veths || l.netnsMounts || l.netnsFiles || l.dnat) process.exitCode = 1;
+    if (l.veths || l.netnsMounts || l.netnsFiles || l.dnat || l.cni) process.exitCode = 1;
   } finally {
     await podman.cleanup().catch((e: unknown) => process.stderr.write(`podman cleanup: ${String(e)}\n`));
     await d.cleanup();

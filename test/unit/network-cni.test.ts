@@ -133,3 +133,34 @@ test('FORWARD: berth\'s chain decides before CNI-FORWARD (the plugin\'s accept w
   await nf.apply([], []);
   assert.deepEqual(below.forward, ['-A FORWARD -j BT-FWD', cniJump]);
 });
+
+test('sweepOrphans: a killed test daemon\'s CNI-FORWARD rules (its subnets only) are deleted with it', async () => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { sweepOrphans } = await import('../../src/network/bridge-network-service.ts');
+  const dir = await mkdtemp(join(tmpdir(), 'berth-sweep-'));
+  try {
+    await writeFile(join(dir, 'btdead.json'), JSON.stringify({ dataRoot: join(dir, 'gone'), chainPrefix: 'BT-dead', bridges: ['btdead'], subnets: ['10.124.7.0/24'] }));
+    const host = new PluginHost();
+    // (removeAll deletes its jumps until iptables says there are none left: answer 1 there.)
+    host.answer = (file) => ({
+      code: host.seen.at(-1)!.args.includes('-D') && !host.seen.at(-1)!.args.includes('CNI-FORWARD') ? 1 : 0, stderr: '',
+      stdout: file === 'iptables' && host.seen.at(-1)!.args.includes('-S') ? [
+        '-N CNI-FORWARD',
+        '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN',
+        '-A CNI-FORWARD -d 10.124.7.9/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+        '-A CNI-FORWARD -s 10.124.7.9/32 -j ACCEPT',
+        '-A CNI-FORWARD -s 10.88.0.4/32 -j ACCEPT',
+      ].join('\n') : '',
+    });
+    assert.deepEqual(await sweepOrphans(host, dir), ['btdead']);
+    const deletes = host.seen.filter((s) => s.file === 'iptables' && s.args.includes('CNI-FORWARD') && s.args.includes('-D')).map((s) => s.args.join(' '));
+    assert.deepEqual(deletes, [
+      '-w -t filter -D CNI-FORWARD -d 10.124.7.9/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-w -t filter -D CNI-FORWARD -s 10.124.7.9/32 -j ACCEPT',
+    ], 'podman\'s rule and the admin jump untouched');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
