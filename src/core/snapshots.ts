@@ -20,6 +20,12 @@ export interface UnpackOptions {
   /** Upper bound on bytes written (decompression bombs); exceeding it fails the unpack. */
   maxBytes?: number;
   signal?: AbortSignal;
+  /**
+   * Settles once `parent` is committed (typically the caller's own unpack of it): the unpack may
+   * then start before its parent is committed and is published only after it. Without it a
+   * parent that is neither committed nor being unpacked is not found.
+   */
+  parentCommitted?: Promise<unknown>;
 }
 
 export interface SnapshotInfo {
@@ -36,7 +42,9 @@ export interface Snapshotter {
   /** Committed snapshot for a chain ID, or undefined. */
   stat(chainId: Digest): Promise<SnapshotInfo | undefined>;
   /**
-   * Apply one uncompressed layer tar on top of committed `parent` and commit it as `chainId`.
+   * Apply one uncompressed layer tar on top of `parent` and commit it as `chainId`. The apply may
+   * run while `parent` is still being unpacked (see UnpackOptions.parentCommitted); the snapshot
+   * is published only after its parent is committed, and fails if the parent's unpack fails.
    * Concurrent unpacks of the same chain ID are safe (one wins, the other waits or is a no-op).
    */
   unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts?: UnpackOptions): Promise<SnapshotInfo>;

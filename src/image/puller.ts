@@ -1,15 +1,15 @@
 // Pull: registry -> content store + snapshotter -> image record, with Docker's progress stream.
 //
 //   resolve (index -> platform manifest) -> config (verified, stored) -> chain IDs
-//   -> per layer, in parallel (at most `concurrency` downloads at once):
+//   -> per layer, in parallel (at most `concurrency` layers downloading or applying at once):
 //        snapshot exists          -> "Already exists"
-//        parent layer committed   -> ONE pass: HTTP body -tee-> ContentWriter (verifies digest+size)
+//        blob not stored          -> ONE pass: HTTP body -tee-> ContentWriter (verifies digest+size)
 //                                                    \-> inflate -> sha256 (diffID) -> unpack
-//        parent not committed yet -> download into the content store now, unpack from the blob
-//                                    once the parent is committed (overlay unpack needs the
-//                                    lower layers' diff dirs)
-//      each unpack commits only from `beforeCommit`, after the compressed digest and size and the
-//      diffID from the config were verified
+//        blob stored              -> stored blob -> inflate -> sha256 (diffID) -> unpack
+//      layers apply concurrently, whether or not their parent is committed yet: the snapshotter
+//      publishes each only after its parent (UnpackOptions.parentCommitted); each unpack commits
+//      only from `beforeCommit`, after the compressed digest and size and the diffID from the
+//      config were verified
 //   -> record the image (tags, repo digest) last.
 //
 // Layer jobs are shared by chain ID across concurrent pulls (a base layer is fetched once). A
@@ -110,7 +110,7 @@ class Semaphore {
   }
 }
 
-/** Compressed bytes buffered in memory ahead of a layer's apply (per layer being streamed). */
+/** Compressed bytes buffered in memory ahead of the applies, shared by the layers streamed at once. */
 const MAX_READ_AHEAD = 256 * 1024 * 1024;
 
 const LAYER_TYPES = new Set<string>([
@@ -131,6 +131,8 @@ interface LayerCtx {
   progress: ProgressSink;
   signal: AbortSignal | undefined;
   sem: Semaphore;
+  /** This layer's share of MAX_READ_AHEAD. */
+  readAhead: number;
 }
 
 export class Puller {
@@ -192,6 +194,7 @@ export class Puller {
         progress(progressMessage(shortId(manifest.layers[i]!.digest), existing[i] ? 'Already exists' : 'Pulling fs layer'));
       }
       const sem = new Semaphore(this.#concurrency);
+      const readAhead = Math.floor(MAX_READ_AHEAD / Math.max(1, Math.min(this.#concurrency, existing.filter((e) => !e).length)));
       let downloaded = false;
       for (let i = 0; i < chain.length; i++) {
         const have = existing[i];
@@ -202,7 +205,7 @@ export class Puller {
         downloaded = true;
         jobs.push(this.#layerJob({
           rc, ref, desc: manifest.layers[i]!, diffId: diffIds[i]!, chain: chain[i]!, parent: i > 0 ? chain[i - 1] : undefined,
-          parentJob: i > 0 ? jobs[i - 1] : undefined, progress, signal, sem,
+          parentJob: i > 0 ? jobs[i - 1] : undefined, progress, signal, sem, readAhead,
         }));
       }
       const settled = await Promise.allSettled(jobs);
@@ -271,8 +274,9 @@ export class Puller {
       l.progress(progressMessage(id, 'Waiting'));
       await l.sem.acquire();
     }
-    let info: SnapshotInfo | undefined;
-    // The download slot is given back when the download is done, not when the apply is.
+    // The slot is held while the layer downloads and applies, and given back when the apply is
+    // done (before waiting for the parent to commit), so a slot never waits on a later layer:
+    // slots are granted in layer order, and a layer only ever waits for its parent.
     let released = false;
     const release = () => {
       if (released) return;
@@ -281,21 +285,12 @@ export class Puller {
     };
     try {
       l.signal?.throwIfAborted();
-      const parentReady = l.parent === undefined || (await images.snapshotter.stat(l.parent)) !== undefined;
-      const haveBlob = await images.content.has(l.desc.digest);
-      if (parentReady && !haveBlob) {
-        info = await this.#streamLayer(l, release);
-      } else if (!haveBlob) {
-        await this.#download(l);
-      } else {
-        l.progress(progressMessage(id, 'Download complete'));
-      }
+      if (!(await images.content.has(l.desc.digest))) return await this.#streamLayer(l, release);
+      l.progress(progressMessage(id, 'Download complete'));
+      return await this.#unpackStored(l, release);
     } finally {
       release();
     }
-    if (info) return info;
-    if (l.parentJob) await l.parentJob;
-    return this.#unpackStored(l);
   }
 
   #downloadProgress(l: LayerCtx): (n: number) => void {
@@ -314,7 +309,7 @@ export class Puller {
   }
 
   /** Download and unpack in one pass (see the file comment). */
-  async #streamLayer(l: LayerCtx, downloaded: () => void): Promise<SnapshotInfo> {
+  async #streamLayer(l: LayerCtx, applied: () => void): Promise<SnapshotInfo> {
     const images = this.#images;
     const id = shortId(l.desc.digest);
     const body = await this.#fetch(l);
@@ -325,14 +320,13 @@ export class Puller {
     // the download runs at network speed and ends early (registry connection released, blob
     // committed) instead of being paced by the apply; on a busy machine a long chain of
     // processes and threads that must all be scheduled in step is what makes one pass slow.
-    const ahead = new PassThrough({ writableHighWaterMark: Math.max(1 << 20, Math.min(l.desc.size, MAX_READ_AHEAD)), readableHighWaterMark: 1 << 20 });
+    const ahead = new PassThrough({ writableHighWaterMark: Math.max(1 << 20, Math.min(l.desc.size, l.readAhead)), readableHighWaterMark: 1 << 20 });
     const tee = new Tee([writer, ahead]);
     const download = (async () => {
       await pipeline(body, new Coalesce(), tee);
       await finished(writer);
       l.progress(progressMessage(id, 'Verifying Checksum'));
       const blob = await writer.commit();
-      downloaded();
       l.progress(progressMessage(id, 'Download complete'));
       l.progress(progressMessage(id, 'Extracting', l.desc.size, l.desc.size));
       return blob;
@@ -345,8 +339,10 @@ export class Puller {
         beforeCommit: async () => {
           await download;
           await inflating;
+          applied();
           this.#checkDiffId(l, hasher.digest);
         },
+        ...(l.parentJob ? { parentCommitted: l.parentJob } : {}),
       };
       if (this.#maxLayerBytes !== undefined) unpackOpts.maxBytes = this.#maxLayerBytes;
       if (l.signal) unpackOpts.signal = l.signal;
@@ -372,24 +368,8 @@ export class Puller {
     }
   }
 
-  /** Download a layer blob into the content store (verified), without unpacking it. */
-  async #download(l: LayerCtx): Promise<void> {
-    const id = shortId(l.desc.digest);
-    const body = await this.#fetch(l);
-    const writer = await this.#images.content.writer({ digest: l.desc.digest, size: l.desc.size });
-    try {
-      await pipeline(body, new Coalesce(), writer);
-      l.progress(progressMessage(id, 'Verifying Checksum'));
-      await writer.commit();
-      l.progress(progressMessage(id, 'Download complete'));
-    } catch (err) {
-      await writer.abort();
-      throw layerError(l, err);
-    }
-  }
-
   /** Unpack a layer from its stored (already verified) blob. */
-  async #unpackStored(l: LayerCtx): Promise<SnapshotInfo> {
+  async #unpackStored(l: LayerCtx, applied: () => void = () => {}): Promise<SnapshotInfo> {
     const images = this.#images;
     const id = shortId(l.desc.digest);
     const existing = await images.snapshotter.stat(l.chain);
@@ -412,8 +392,10 @@ export class Puller {
       const unpackOpts: Parameters<typeof images.snapshotter.unpack>[3] = {
         beforeCommit: async () => {
           await feed;
+          applied();
           this.#checkDiffId(l, hasher.digest);
         },
+        ...(l.parentJob ? { parentCommitted: l.parentJob } : {}),
       };
       if (this.#maxLayerBytes !== undefined) unpackOpts.maxBytes = this.#maxLayerBytes;
       if (l.signal) unpackOpts.signal = l.signal;

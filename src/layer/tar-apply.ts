@@ -64,11 +64,14 @@ export interface ApplyOptions {
   sameOwner?: boolean;
   signal?: AbortSignal;
   /**
-   * Overlay mode: the diff dirs of the layers below, top first. A hardlink whose target lives in
-   * a lower layer copies the target up first, and a parent directory the tar does not list is
-   * created with the attributes it has below (so the merged view keeps its mode and owner).
+   * Overlay mode: the diff dirs of the layers below, top first, or a function that resolves them
+   * (the snapshotter's waits until the parent layer is committed). A hardlink whose target lives
+   * in a lower layer copies the target up first (asking for the lowers then), and a parent
+   * directory the tar does not list is created with the attributes it has below (asked for at
+   * the end of the apply, so the merged view keeps its mode and owner). A layer that needs
+   * neither never waits for its lowers.
    */
-  lowers?: readonly string[];
+  lowers?: readonly string[] | (() => Promise<readonly string[]>);
 }
 
 export interface ApplyResult {
@@ -140,6 +143,9 @@ class LayerApplier {
   #sourceError: Error | undefined;
   /** Overlay mode: whiteout devices this layer made (absolute paths). */
   readonly #whiteouts = new Set<string>();
+  /** Directories the tar implies but does not list (absolute path -> resolved relative path and the #dirMeta record given them). */
+  readonly #implicit = new Map<string, { rel: string; meta: { mode: number; times: Times } }>();
+  #lowersJob: Promise<readonly string[]> | undefined;
 
   constructor(root: string, opts: ApplyOptions) {
     this.#root = root;
@@ -193,6 +199,13 @@ class LayerApplier {
     if (this.#opts.signal?.aborted) throw canceled('layer apply canceled');
     await this.#finish();
     return { bytes: this.#bytes, entries: this.#entries };
+  }
+
+  /** The lower layers' diff dirs (overlay mode), resolved once, on first need. */
+  #lowers(): Promise<readonly string[]> {
+    const l = this.#opts.lowers;
+    if (this.#opts.mode !== 'overlay' || l === undefined) return Promise.resolve([]);
+    return (this.#lowersJob ??= typeof l === 'function' ? l() : Promise.resolve(l));
   }
 
   #wrap(cause: unknown): Error {
@@ -276,7 +289,7 @@ class LayerApplier {
         break;
       }
       case 'link':
-        this.#hardlink(name, abs, h.linkname ?? '');
+        await this.#hardlink(name, abs, h.linkname ?? '');
         break;
       case 'character-device':
       case 'block-device':
@@ -318,7 +331,7 @@ class LayerApplier {
   }
 
   /** A hardlink shares the target's inode and so its owner, mode and times: none are applied. */
-  #hardlink(name: string, abs: string, raw: string): void {
+  async #hardlink(name: string, abs: string, raw: string): Promise<void> {
     if (raw === '' || raw.includes('\0')) throw refuse(name, 'invalid hardlink target');
     const clean = cleanEntryName(raw);
     if (clean === undefined || clean === '') throw refuse(name, `hardlink target ${JSON.stringify(raw)} escapes the layer root`);
@@ -330,7 +343,7 @@ class LayerApplier {
     let target = posix.join(this.#root, tparent, tbase);
     let st = lstatOrUndefined(target);
     if (!st) {
-      st = this.#copyUp(name, clean);
+      st = await this.#copyUp(name, clean);
       if (st) {
         tparent = this.#dirOf(name, tdir);
         target = posix.join(this.#root, tparent, tbase);
@@ -344,9 +357,9 @@ class LayerApplier {
   }
 
   /** Overlay mode: bring a lower layer's file into this diff so a hardlink can point at it. */
-  #copyUp(name: string, clean: string): Stats | undefined {
+  async #copyUp(name: string, clean: string): Promise<Stats | undefined> {
     if (this.#opts.mode !== 'overlay') return undefined;
-    for (const lower of this.#opts.lowers ?? []) {
+    for (const lower of await this.#lowers()) {
       const src = secureJoinSync(lower, clean, { noFollowLast: true });
       const st = lstatOrUndefined(src);
       if (!st || st.isDirectory()) continue;
@@ -471,25 +484,35 @@ class LayerApplier {
     }
   }
 
-  /** A directory the tar implies but does not list: like the lower layer's, or 0755 root:root. */
+  /**
+   * A directory the tar implies but does not list: like the lower layer's, or 0755 root:root.
+   * Overlay mode takes the lower's attributes at the end (#implicitFromLowers), so the apply
+   * does not wait for the lower layers to be committed.
+   */
   #mkdirImplicit(rel: string): void {
     const abs = posix.join(this.#root, rel);
-    let model: Stats | undefined;
-    if (this.#opts.mode === 'overlay') {
-      for (const lower of this.#opts.lowers ?? []) {
-        const st = lstatOrUndefined(secureJoinSync(lower, rel));
-        if (st?.isDirectory()) {
-          model = st;
-          break;
-        }
-      }
-    }
     mkdirSync(abs, { mode: 0o700 });
-    if (model) {
-      if (this.#sameOwner) lchownSync(abs, model.uid, model.gid);
-      this.#dirMeta.set(abs, { mode: model.mode & 0o7777, times: { atime: model.atime, mtime: model.mtime } });
-    } else {
-      this.#dirMeta.set(abs, { mode: 0o755, times: { atime: new Date(), mtime: new Date() } });
+    const now = new Date();
+    const meta = { mode: 0o755, times: { atime: now, mtime: now } };
+    this.#dirMeta.set(abs, meta);
+    if (this.#opts.mode === 'overlay' && this.#opts.lowers !== undefined) this.#implicit.set(abs, { rel, meta });
+  }
+
+  /** Give the implied directories still standing the owner, mode and times they have below. */
+  async #implicitFromLowers(safe: (abs: string) => boolean): Promise<void> {
+    if (this.#implicit.size === 0) return;
+    const lowers = await this.#lowers();
+    for (const [abs, { rel, meta }] of this.#implicit) {
+      // Listed later in the layer (its own attributes win), replaced, or removed: nothing to do.
+      if (this.#dirMeta.get(abs) !== meta || !safe(abs) || !lstatOrUndefined(abs)?.isDirectory()) continue;
+      for (const lower of lowers) {
+        const st = lstatOrUndefined(secureJoinSync(lower, rel));
+        if (!st?.isDirectory()) continue;
+        if (this.#sameOwner) lchownSync(abs, st.uid, st.gid);
+        meta.mode = st.mode & 0o7777;
+        meta.times = { atime: st.atime, mtime: st.mtime };
+        break;
+      }
     }
   }
 
@@ -577,6 +600,7 @@ class LayerApplier {
     const host = this.#opts.host;
     const memo = new Map<string, boolean>();
     const safe = (abs: string) => this.#parentsReal(abs, memo);
+    await this.#implicitFromLowers(safe);
     // Group identical (name, value) pairs so one setfattr call covers many paths.
     const groups = new Map<string, { name: string; value: Buffer; paths: string[] }>();
     for (const [abs, attrs] of this.#xattrs) {

@@ -159,12 +159,21 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async #unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts: UnpackOptions): Promise<SnapshotInfo> {
-    if (parent !== undefined && !this.#committed.has(parent)) {
+    if (parent !== undefined && !this.#committed.has(parent) && !this.#unpacking.has(parent) && !opts.parentCommitted) {
       tar.destroy();
       throw notFound(`parent snapshot ${parent} not found`);
     }
-    const lowers = parent ? this.#chain(parent).map((m) => SnapshotPaths.fs(this.#paths.committed(m.chainId))) : [];
-    if (lowers.length >= MAX_DEPTH) throw failedPrecondition(`too many layers: overlay supports at most ${MAX_DEPTH}`);
+    // The lower dirs, once the parent is committed. The applier asks for them only in rare cases
+    // (a hardlink to a lower file, attributes of a directory the tar implies but does not list),
+    // so layers apply concurrently and wait for their parents only to be published.
+    let lowersJob: Promise<string[]> | undefined;
+    const lowers = (): Promise<string[]> => (lowersJob ??= this.#lowers(parent, opts.parentCommitted));
+    if (parent === undefined || this.#committed.has(parent)) {
+      await lowers().catch((err: unknown) => {
+        tar.destroy();
+        throw err;
+      });
+    }
     const tmp = await this.#tmpDir('unpack');
     try {
       const fs = SnapshotPaths.fs(tmp);
@@ -177,6 +186,8 @@ export class OverlaySnapshotter implements Snapshotter {
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
       if (opts.beforeCommit) await opts.beforeCommit();
+      // Parent first: a child is never visible without its parent.
+      await lowers();
       // Size: the file bytes the layer wrote (a hardlink adds none), known without a walk.
       return await this.#publish(tmp, chainId, parent, applied.bytes);
     } catch (err) {
@@ -184,6 +195,20 @@ export class OverlaySnapshotter implements Snapshotter {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** Wait until `parent` is committed (its unpack in flight, or the caller's promise); its chain's fs dirs, top first. */
+  async #lowers(parent: Digest | undefined, committed: Promise<unknown> | undefined): Promise<string[]> {
+    if (parent === undefined) return [];
+    if (!this.#committed.has(parent)) {
+      const running = this.#unpacking.get(parent);
+      if (running) await running.catch(() => {});
+      if (!this.#committed.has(parent) && committed) await committed.catch(() => {});
+      if (!this.#committed.has(parent)) throw notFound(`parent snapshot ${parent} not found`);
+    }
+    const lowers = this.#chain(parent).map((m) => SnapshotPaths.fs(this.#paths.committed(m.chainId)));
+    if (lowers.length >= MAX_DEPTH) throw failedPrecondition(`too many layers: overlay supports at most ${MAX_DEPTH}`);
+    return lowers;
   }
 
   /** Give tmp/<x>/fs metadata and a short link, then rename it into committed/. */

@@ -189,3 +189,76 @@ test('init sweeps crash debris and keeps complete snapshots', async () => {
   const meta = JSON.parse(await readFile(join(root, 'committed', ids[0].slice(7), 'meta.json'), 'utf8'));
   assert.equal(meta.chainId, ids[0]);
 });
+
+/** A promise with its resolve/reject exposed. */
+function gate(): { promise: Promise<void>; open: () => void; fail: (e: Error) => void } {
+  let open!: () => void;
+  let fail!: (e: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    open = res;
+    fail = rej;
+  });
+  return { promise, open, fail };
+}
+
+test('a child applies while its parent is still unpacking and is published only after it', async () => {
+  const parentGate = gate();
+  const parent = snap.unpack(ids[0], undefined, await tarOf([{ name: 'etc/', type: 'directory', mode: 0o750, mtime: new Date(1_600_000_000_000) }, { name: 'etc/a', body: 'a0' }]), {
+    beforeCommit: () => parentGate.promise,
+  });
+  // etc/ is implied by the child's entry, not listed: it must end up with the parent's attributes
+  // (which only the end of the apply waits for).
+  const child = snap.unpack(ids[1], ids[0], await tarOf([{ name: 'etc/c', body: 'c1' }]), { parentCommitted: parent });
+  // The child's entries land in its temp dir while the parent is uncommitted; it is not visible.
+  const childFile = async () => {
+    for (const d of await readdir(join(root, 'tmp'))) {
+      if (existsSync(join(root, 'tmp', d, 'fs', 'etc', 'c'))) return true;
+    }
+    return false;
+  };
+  while (!(await childFile())) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(await snap.stat(ids[0]), undefined);
+  assert.equal(await snap.stat(ids[1]), undefined);
+  parentGate.open();
+  const [p, c] = await Promise.all([parent, child]);
+  assert.equal(p.name, ids[0]);
+  assert.equal(c.parent, ids[0]);
+  const etc = await lstat(join(root, 'committed', ids[1].slice(7), 'fs', 'etc'));
+  assert.equal(etc.mode & 0o7777, 0o750);
+  assert.equal(etc.mtimeMs, 1_600_000_000_000);
+  assert.equal(await readFile(join(root, 'committed', ids[1].slice(7), 'fs', 'etc', 'c'), 'utf8'), 'c1');
+});
+
+test('a hardlink to a lower file waits for the parent, then copies it up', async () => {
+  const parentGate = gate();
+  const parent = snap.unpack(ids[0], undefined, await tarOf([{ name: 'etc/', type: 'directory' }, { name: 'etc/a', body: 'a0' }]), {
+    beforeCommit: () => parentGate.promise,
+  });
+  const child = snap.unpack(ids[1], ids[0], await tarOf([{ name: 'etc/', type: 'directory' }, { name: 'etc/a2', type: 'link', linkname: 'etc/a' }]), { parentCommitted: parent });
+  setTimeout(() => parentGate.open(), 20);
+  await child;
+  const fs1 = join(root, 'committed', ids[1].slice(7), 'fs');
+  assert.equal(await readFile(join(fs1, 'etc', 'a2'), 'utf8'), 'a0');
+  const [a, a2] = await Promise.all([lstat(join(fs1, 'etc', 'a')), lstat(join(fs1, 'etc', 'a2'))]);
+  assert.equal(a.ino, a2.ino);
+  assert.ok(await snap.stat(ids[0]));
+});
+
+test('a child whose parent fails is discarded, whatever it applied', async () => {
+  const parent = snap.unpack(ids[0], undefined, await tarOf([{ name: 'a', body: 'x' }]), {
+    beforeCommit: async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      throw new Error('bad parent blob');
+    },
+  });
+  const child = snap.unpack(ids[1], ids[0], await tarOf([{ name: 'b', body: 'y' }]), { parentCommitted: parent });
+  const grand = snap.unpack(ids[2], ids[1], await tarOf([{ name: 'c', body: 'z' }]), { parentCommitted: child });
+  await assert.rejects(parent, /bad parent blob/);
+  await assert.rejects(child, (e: unknown) => isKind(e, 'NotFound'));
+  await assert.rejects(grand, (e: unknown) => isKind(e, 'NotFound'));
+  assert.deepEqual(await readdir(join(root, 'committed')), []);
+  assert.deepEqual(await readdir(join(root, 'l')), []);
+  assert.deepEqual(await readdir(join(root, 'tmp')), []);
+  // Without a parentCommitted promise, a parent neither committed nor in flight is not found.
+  await assert.rejects(snap.unpack(ids[1], ids[0], await tarOf([])), (e: unknown) => isKind(e, 'NotFound'));
+});
