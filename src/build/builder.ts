@@ -22,7 +22,7 @@
 // stages that COPY --from it), and nothing else.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm, writeFile, chmod } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile, chmod } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
@@ -37,7 +37,7 @@ import type { Logger } from '../pkg/log.ts';
 import { layerDiff } from '../snapshot/layer-diff.ts';
 import { BuildCache, type CachedLayer } from './build-cache.ts';
 import { BuildContext, DirectoryTree, expandSource, type SourceTree } from './context.ts';
-import { copyInto, parseChmod, resolveChown, writeFileInto, type CopyItem } from './copy-files.ts';
+import { copyInto, mkdirAll, parseChmod, resolveChown, writeFileInto, type CopyItem } from './copy-files.ts';
 import { Dockerignore } from './dockerignore.ts';
 import {
   parseDockerfile, parseInstruction, DockerfileError,
@@ -595,9 +595,12 @@ class BuildRun {
       case 'WORKDIR': {
         const p = this.#expand(ins.path, env, line);
         const wd = posix.isAbsolute(p) ? posix.normalize(p) : posix.join(cc.WorkingDir || '/', p);
-        await meta(`WORKDIR ${wd}`, `WORKDIR ${wd}`, () => {
-          cc.WorkingDir = wd;
-        });
+        cc.WorkingDir = wd;
+        // The directory is made now, owned by root (dockerd's ContainerCreateWorkdir): a layer
+        // when it is new, an empty_layer entry when it exists.
+        await this.#layerStep(st, `WORKDIR ${wd}`, `/bin/sh -c #(nop) WORKDIR ${wd}`, async (root) => {
+          await mkdirAll(root, wd, { uid: 0, gid: 0 });
+        }, { emptyIsNoLayer: true });
         return;
       }
       case 'STOPSIGNAL': {
@@ -962,17 +965,17 @@ class BuildRun {
    * A step that writes a layer: on a cache hit replay the recorded layer; otherwise mutate a
    * fresh snapshot, diff it into a layer blob and commit it under its chain ID.
    */
-  async #layerStep(st: StageState, descriptor: string, createdBy: string, mutate: (root: string) => Promise<void>): Promise<void> {
+  async #layerStep(st: StageState, descriptor: string, createdBy: string, mutate: (root: string) => Promise<void>, opts: { emptyIsNoLayer?: boolean } = {}): Promise<void> {
     const parent = st.chain[st.chain.length - 1];
     const key = hash(st.key, parent ?? '', descriptor);
-    const history = (created: string): HistoryEntry => ({ created, created_by: createdBy });
+    const history = (created: string, empty = false): HistoryEntry => ({ created, created_by: createdBy, ...(empty ? { empty_layer: true } : {}) });
     if (!this.#req.noCache) {
       const hit = this.#d.cache.get(key);
       if (hit && (await this.#usable(hit.layer, parent))) {
         st.out(' ---> Using cache\n');
         st.key = key;
         if (hit.layer) this.#pushLayer(st, hit.layer);
-        this.#history(st, history(hit.created));
+        this.#history(st, history(hit.created, !hit.layer));
         st.out(` ---> ${shortId(this.#stateId(st))}\n`);
         return;
       }
@@ -997,9 +1000,18 @@ class BuildRun {
         await root.unmount();
         trace('unmount', t0);
       }
+      const created = new Date().toISOString();
+      if (opts.emptyIsNoLayer && (await readdir(this.#d.snapshotter.upperDir(snapKey))).length === 0) {
+        // Nothing changed (a WORKDIR that exists): no layer, an empty_layer history entry, as
+        // dockerd's commit of an empty diff gives.
+        this.#d.cache.put(key, { created });
+        st.key = key;
+        this.#history(st, history(created, true));
+        st.out(` ---> ${shortId(this.#stateId(st))}\n`);
+        return;
+      }
       const { layer, stored } = await this.#storeLayer(snapKey, parent);
       committed = true;
-      const created = new Date().toISOString();
       const recorded = stored.then(() => this.#d.cache.put(key, { created, layer }));
       recorded.catch(() => {}); // observed by settle()/cleanup(); never an unhandled rejection
       this.#pending.push(recorded);

@@ -301,6 +301,17 @@ test('ARG before FROM overridden by --build-arg picks the base image and is prin
   assert.match(rooted.error?.error ?? '', /file not found in build context/);
 });
 
+test('WORKDIR creates its directory in the image (root-owned), as dockerd does', { skip }, async () => {
+  const df = 'FROM busybox AS w\nUSER user\nWORKDIR /made/here\nWORKDIR /tmp\nFROM busybox\nCOPY --from=w /made /m\nRUN stat -c "%n %u %a" /m/here\n';
+  const r = await build(await ctx(df), 't=wd:1');
+  assert.equal(r.error, undefined, r.text);
+  assert.match(r.text, /\/m\/here 0 755\n/);
+  const w = await build(await ctx(df), 'target=w');
+  assert.equal(w.error, undefined, w.text);
+  const h = await history(w.id!);
+  assert.ok(h.some((c) => c === '/bin/sh -c #(nop) WORKDIR /made/here'), h.join('\n'));
+});
+
 test('RUN layers record deletions as whiteouts: removed files and replaced directories are gone from the image and the layer tar', { skip }, async () => {
   const df = [
     'FROM busybox',

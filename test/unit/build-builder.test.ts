@@ -1,8 +1,10 @@
 // The builder without root: FROM scratch builds (the snapshotter's empty-parent snapshots are
-// plain directories, no mounts), a fake RUN runner, a recording host, an in-memory image index.
+// plain directories; overlay mounts are emulated by copying, see copyingMounter), a fake RUN
+// runner, a recording host, an in-memory image index.
 // Checks the cache: identical IDs on a no-op rebuild, exactly the dependent steps invalidated.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +61,48 @@ class FakeRunner implements StepRunner {
   }
 }
 
+/**
+ * Overlay mounts without root: mount copies the lower dirs (bottom first) and the upper dir into
+ * the target; unmount copies what is new or changed back into the upper dir (deletions are not
+ * tracked), so steps on a non-empty parent write real layers in these tests too.
+ */
+function copyingMounter(): NonNullable<BuilderDeps['mounter']> {
+  const mounted = new Map<string, { upper: string | undefined; before: Map<string, string> }>();
+  const { cp, realpath, readdir, lstat, mkdir, rm } = fsp;
+  const walk = async (dir: string, rel = '', out = new Map<string, string>()) => {
+    for (const e of await readdir(join(dir, rel), { withFileTypes: true })) {
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      const st = await lstat(join(dir, p));
+      out.set(p, `${st.mode}:${st.size}:${st.mtimeMs}:${st.uid}:${st.gid}`);
+      if (e.isDirectory()) await walk(dir, p, out);
+    }
+    return out;
+  };
+  return {
+    async mount(_source, target, _type, options) {
+      const opt = (k: string) => options.find((o) => o.startsWith(`${k}=`))?.slice(k.length + 1);
+      const lowers = (opt('lowerdir') ?? '').split(':').filter(Boolean);
+      const upper = opt('upperdir');
+      for (const l of [...lowers.reverse(), ...(upper ? [upper] : [])]) await cp(await realpath(l), target, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+      mounted.set(target, { upper, before: await walk(target) });
+    },
+    async unmount(target) {
+      const m = mounted.get(target);
+      mounted.delete(target);
+      if (m?.upper) {
+        for (const [p, sig] of await walk(target)) {
+          if (m.before.get(p) === sig) continue;
+          const st = await lstat(join(target, p));
+          if (st.isDirectory()) await mkdir(join(m.upper, p), { recursive: true, mode: st.mode & 0o7777 });
+          else await cp(join(target, p), join(m.upper, p), { verbatimSymlinks: true, preserveTimestamps: true, force: true });
+        }
+      }
+      await rm(target, { recursive: true, force: true });
+      await mkdir(target);
+    },
+  };
+}
+
 async function setup(opts: { runner?: StepRunner; mounter?: BuilderDeps['mounter'] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'berth-builder-'));
   const host = new FakeHost();
@@ -78,7 +122,7 @@ async function setup(opts: { runner?: StepRunner; mounter?: BuilderDeps['mounter
     }
     return { release: () => ids.forEach((id) => leases.held.set(id, leases.held.get(id)! - 1)) };
   };
-  const builder = new Builder({ images, snapshotter, content, host, runner: opts.runner ?? runner, cache, log: createLogger({ out: () => {} }), lease, ...(opts.mounter ? { mounter: opts.mounter } : {}) });
+  const builder = new Builder({ images, snapshotter, content, host, runner: opts.runner ?? runner, cache, log: createLogger({ out: () => {} }), lease, mounter: opts.mounter ?? copyingMounter() });
   const build = async (files: Record<string, string>, extra: Partial<Parameters<Builder['build']>[0]> = {}) => {
     const ctx = await BuildContext.fromTar(Readable.from([await buildTar(Object.entries(files).map(([name, body]) => ({ name, body, mtime: new Date(1_600_000_000_000) })))]), cache.tmp);
     const msgs: BuildMessage[] = [];
@@ -203,8 +247,6 @@ async function layerNames(s: Awaited<ReturnType<typeof setup>>, id: string): Pro
   return names;
 }
 
-// Without root only steps on an empty parent write real layers (later steps would need an
-// overlay mount), so each case is its own one-step build.
 test('COPY semantics: directories copy contents, several sources into a dir/, globs, WORKDIR-relative dest', async () => {
   const s = await setup();
   try {
@@ -336,21 +378,31 @@ test('independent stages build in parallel; their output still appears in Docker
       return 0;
     },
   };
-  // Without root there is no overlay: "mount" copies the lower dirs, bottom first (read-only use).
-  const mounter: BuilderDeps['mounter'] = {
-    async mount(_source, target, _type, options) {
-      const lower = options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':') ?? [];
-      const { cp, realpath } = await import('node:fs/promises');
-      for (const l of lower.reverse()) await cp(await realpath(l), target, { recursive: true, verbatimSymlinks: true });
-    },
-    async unmount() {},
-  };
-  const s = await setup({ runner, mounter });
+  const s = await setup({ runner });
   try {
     const files = { Dockerfile: 'FROM scratch AS a\nRUN a\nFROM scratch AS b\nRUN b\nFROM scratch\nCOPY --from=a /out/ /\nCOPY --from=b /out/ /\n' };
     const r = await s.build(files);
     assert.match(r.text, /ran a\n[\s\S]*Step 3\/7 : FROM scratch AS b[\s\S]*ran b[\s\S]*Step 5\/7 : FROM scratch\n/);
     assert.equal(s.images.byId.get(r.id)!.layers.length, 2);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+test('WORKDIR creates its directory: a layer when it is new, an empty_layer entry when it exists', async () => {
+  const s = await setup();
+  try {
+    const r = await s.build({ Dockerfile: 'FROM scratch\nWORKDIR /a/b\nWORKDIR ..\nCOPY x.txt .\n', 'x.txt': 'x' });
+    const img = s.images.byId.get(r.id)!;
+    assert.equal(img.config.config?.WorkingDir, '/a');
+    assert.equal(img.layers.length, 2, 'WORKDIR /a/b and the COPY; WORKDIR /a exists already');
+    const names = await layerNames(s, r.id);
+    assert.ok(names.includes('a/b') && names.includes('a/x.txt'), names.join(','));
+    const h = img.config.history!.map((e) => [e.created_by, Boolean(e.empty_layer)]);
+    assert.deepEqual(h, [['/bin/sh -c #(nop) WORKDIR /a/b', false], ['/bin/sh -c #(nop) WORKDIR /a', true], [h[2]![0], false]]);
+    const again = await s.build({ Dockerfile: 'FROM scratch\nWORKDIR /a/b\nWORKDIR ..\nCOPY x.txt .\n', 'x.txt': 'x' });
+    assert.equal(again.id, r.id, 'a no-op rebuild replays both WORKDIR steps');
+    assert.equal(again.hits, 3);
   } finally {
     await s.cleanup();
   }
