@@ -79,6 +79,17 @@ test('docker-compose 1.29 build: context, dockerfile, args, target, labels, netw
   assert.equal(out.stdout, 'v=composed\n0\n', 'args reached RUN, the RUN had no network, the target stage was built');
 });
 
+test('docker builder prune (POST /build/prune) empties the build cache', { skip }, async () => {
+  await using dir = await tempDir('berth-cli-build-');
+  await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN echo prune > /p\n');
+  assert.equal((await legacy(['build', dir.path])).code, 0);
+  assert.match((await legacy(['build', dir.path])).stdout, /Using cache/);
+  const p = await legacy(['builder', 'prune', '-f']);
+  assert.equal(p.code, 0, p.stderr + p.stdout);
+  assert.match(p.stdout, /Total reclaimed space:/);
+  assert.doesNotMatch((await legacy(['build', dir.path])).stdout, /Using cache/);
+});
+
 test('plain docker build (no DOCKER_BUILDKIT) picks the classic builder from _ping', { skip }, async () => {
   await using dir = await tempDir('berth-cli-build-');
   await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN echo plain > /p\n');
