@@ -399,3 +399,25 @@ test('login on a terminal prompts for the username and reads the password withou
     await rm(cfg, { recursive: true, force: true });
   }
 });
+
+test('builder prune: asks first; -f -a --filter --keep-storage reach POST /build/prune; builder build is build', async () => {
+  const d = await startFakeDaemon((r, res) => sendJson(res, 200, { CachesDeleted: ['abc', 'def'], SpaceReclaimed: 2048000 }));
+  try {
+    const no = await runBerth(['builder', 'prune'], { host: d.host });
+    assert.equal(no.code, 0);
+    assert.match(no.stdout, /^WARNING! This will remove all dangling build cache\. Are you sure you want to continue\? \[y\/N\] /);
+    assert.equal(d.calls().length, 0);
+    const f = await runBerth(['builder', 'prune', '-af', '--filter', 'until=24h', '--keep-storage', '1mb'], { host: d.host });
+    assert.equal(f.code, 0, f.stderr);
+    assert.equal(f.stdout, 'Deleted build cache objects:\nabc\ndef\n\nTotal reclaimed space: 2.048MB\n');
+    const q = d.requests.at(-1)!;
+    assert.equal(q.path, '/build/prune');
+    assert.equal(q.query.get('all'), '1');
+    assert.equal(q.query.get('keep-storage'), String(1024 * 1024));
+    assert.deepEqual(JSON.parse(q.query.get('filters')!), { until: { '24h': true } });
+    const help = await runBerth(['builder', 'build', '--help'], { host: d.host });
+    assert.match(help.stdout, /Usage: {2}berth builder build \[OPTIONS\] PATH \| URL \| -/);
+  } finally {
+    await d.close();
+  }
+});

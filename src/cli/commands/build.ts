@@ -9,6 +9,7 @@ import type { Command } from '../command.ts';
 import { isTerminal } from '../command.ts';
 import { displayJsonMessages } from '../render/jsonmessage.ts';
 import { humanSize, parseRamSize } from '../render/units.ts';
+import { confirm, filtersJson } from './util.ts';
 
 function kvJson(list: string[], env?: Record<string, string | undefined>): string | undefined {
   if (list.length === 0) return undefined;
@@ -157,4 +158,49 @@ export const build: Command = {
     if (quiet) ctx.out(Buffer.concat(chunks).toString() || (imageId ? `${imageId}\n` : ''));
     if (f.string('iidfile') && imageId) await writeFile(f.string('iidfile'), imageId);
   },
+};
+
+// ---- builder: docker's build management group (`builder build`, `builder prune`) -------------
+
+interface BuildCachePruneReport {
+  CachesDeleted?: string[] | null;
+  SpaceReclaimed?: number;
+}
+
+const builderPrune: Command = {
+  name: 'prune',
+  usage: '[OPTIONS]',
+  short: 'Remove build cache',
+  args: { max: 0 },
+  flags: [
+    { name: 'all', short: 'a', kind: 'bool', help: 'Remove all unused build cache, not just dangling ones' },
+    { name: 'filter', kind: 'list', valueName: 'filter', help: 'Provide filter values (e.g. "until=24h")' },
+    { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
+    { name: 'keep-storage', kind: 'string', valueName: 'bytes', help: 'Amount of disk space to keep for cache' },
+  ],
+  async run(ctx, f) {
+    const all = f.bool('all');
+    if (!f.bool('force')) {
+      await confirm(ctx, all
+        ? 'WARNING! This will remove all build cache. Are you sure you want to continue?'
+        : 'WARNING! This will remove all dangling build cache. Are you sure you want to continue?');
+    }
+    const keep = f.string('keep-storage');
+    const query: Record<string, string | undefined> = {
+      all: all ? '1' : undefined,
+      filters: filtersJson(f.list('filter')),
+      'keep-storage': keep ? String(parseRamSize(keep)) : undefined,
+    };
+    const report = await ctx.client.json<BuildCachePruneReport>('POST', '/build/prune', { query });
+    const deleted = report?.CachesDeleted ?? [];
+    if (deleted.length > 0) ctx.out(`Deleted build cache objects:\n${deleted.join('\n')}\n\n`);
+    ctx.out(`Total reclaimed space: ${humanSize(report?.SpaceReclaimed ?? 0)}\n`);
+  },
+};
+
+export const builderGroup: Command = {
+  name: 'builder',
+  usage: 'COMMAND',
+  short: 'Manage builds',
+  sub: [{ ...build, name: 'build' }, builderPrune],
 };

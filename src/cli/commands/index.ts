@@ -4,7 +4,7 @@ import { imageGroup, imageTopLevel } from './image.ts';
 import { inspect } from './inspect.ts';
 import { systemTopLevel, systemGroupBase } from './system.ts';
 import { registry } from './registry.ts';
-import { build } from './build.ts';
+import { build, builderGroup } from './build.ts';
 import { networkGroup, volumeGroup } from './network-volume.ts';
 import { containerGroup, containerTopLevel, events } from './container.ts';
 
@@ -18,6 +18,7 @@ export const commands: Command[] = [
   imageGroup,
   networkGroup,
   volumeGroup,
+  builderGroup,
   { ...systemGroupBase, sub: [...(systemGroupBase.sub ?? []), events] },
   registry,
 ];
