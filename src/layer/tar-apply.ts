@@ -48,6 +48,8 @@ export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 /** Defaults when the caller gives no bound: generous for real images, finite for hostile ones. */
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
 export const DEFAULT_MAX_BYTES = 256 * 1024 ** 3;
+const EUID = process.geteuid?.() ?? -1;
+const EGID = process.getegid?.() ?? -1;
 /** Linux PATH_MAX; longer names cannot be created anyway. */
 const MAX_NAME_BYTES = 4096;
 /** Paths per setfattr invocation (argv stays far below ARG_MAX). */
@@ -111,7 +113,8 @@ function errnoOf(err: unknown): string | undefined {
 
 function lstatOrUndefined(p: string): Stats | undefined {
   try {
-    return lstatSync(p);
+    // No exception for the common miss: building one costs more than the lstat itself.
+    return lstatSync(p, { throwIfNoEntry: false });
   } catch (err) {
     if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return undefined;
     throw err;
@@ -261,16 +264,19 @@ class LayerApplier {
     switch (h.type) {
       case 'file':
       case 'contiguous-file':
-        this.#replace(abs, false);
         await this.#file(name, abs, h, body);
         break;
       case 'directory': {
-        const kept = this.#replace(abs, true);
-        if (!kept) mkdirSync(abs, { mode: 0o700 });
+        // Create first, look only when something is there (rare): mkdir never follows a symlink.
+        const created = this.#tryCreate(() => mkdirSync(abs, { mode: 0o700 }));
+        const kept = !created && this.#replace(abs, true);
+        if (!created && !kept) mkdirSync(abs, { mode: 0o700 });
         // Deleted and recreated in one layer: the new directory must not show the lower one's
         // content (BuildKit #2614), so it is opaque.
         if (this.#whiteouts.delete(abs)) this.#opaque.add(abs);
-        this.#chownPath(abs, h);
+        // A kept directory may carry an owner from earlier in the layer: the last entry wins.
+        if (kept) this.#chownPath(abs, h);
+        else this.#chownNew(abs, h);
         this.#dirMeta.set(abs, { mode: h.mode, times: timesOf(h) });
         // A directory's own cached resolution stays valid: it is the same real directory.
         break;
@@ -279,11 +285,13 @@ class LayerApplier {
         const target = h.linkname ?? '';
         if (target === '') throw refuse(name, 'symlink without a target');
         if (target.includes('\0')) throw refuse(name, 'symlink target contains a NUL byte');
-        this.#replace(abs, false);
         // The target is stored verbatim (absolute targets too): it is resolved later, inside the
         // container's root, by the kernel; berth itself only ever follows it via secure-join.
-        symlinkSync(target, abs);
-        if (this.#sameOwner) lchownSync(abs, ...ownerOf(h));
+        if (!this.#tryCreate(() => symlinkSync(target, abs))) {
+          this.#replace(abs, false);
+          symlinkSync(target, abs);
+        }
+        this.#chownNew(abs, h);
         const t = timesOf(h);
         lutimesSync(abs, t.atime, t.mtime);
         break;
@@ -312,7 +320,13 @@ class LayerApplier {
     if (!(h.size >= 0) || this.#bytes + h.size > this.#maxBytes) {
       throw refuse(name, `layer exceeds the limit of ${this.#maxBytes} bytes`);
     }
-    const fd = openSync(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+    let fd = -1;
+    // O_EXCL|O_NOFOLLOW: an existing entry (or symlink) there fails with EEXIST, then is replaced.
+    if (!this.#tryCreate(() => (fd = openSync(abs, flags, 0o600)))) {
+      this.#replace(abs, false);
+      fd = openSync(abs, flags, 0o600);
+    }
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         this.#bytes += chunk.length;
@@ -321,7 +335,10 @@ class LayerApplier {
         while (off < chunk.length) off += writeSync(fd, chunk, off);
       }
       // chown clears setuid/setgid and file capabilities: owner first, then mode (xattrs at the end).
-      if (this.#sameOwner) fchownSync(fd, ...ownerOf(h));
+      if (this.#sameOwner) {
+        const [uid, gid] = ownerOf(h);
+        if (!this.#ownedAs(uid, gid)) fchownSync(fd, uid, gid);
+      }
       fchmodSync(fd, h.mode & 0o7777);
       const t = timesOf(h);
       futimesSync(fd, t.atime, t.mtime);
@@ -529,6 +546,36 @@ class LayerApplier {
     rmSync(abs, { recursive: true, force: true });
     this.#invalidate();
     return false;
+  }
+
+  /**
+   * Run a create that fails with EEXIST when something is in the way (O_EXCL open, mkdir,
+   * symlink, link: none follows a symlink in the last component). False: it was in the way.
+   */
+  #tryCreate(create: () => void): boolean {
+    try {
+      create();
+      return true;
+    } catch (err) {
+      if (errnoOf(err) === 'EEXIST') return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Whether a node this layer just created already has owner uid:gid. In overlay mode every
+   * directory of the (fresh) root was made by this apply, mode 0700 until the end (no setgid),
+   * so a new node is owned by berthd's effective uid and gid: chown only when the tar differs.
+   */
+  #ownedAs(uid: number, gid: number): boolean {
+    return this.#opts.mode === 'overlay' && uid === EUID && gid === EGID;
+  }
+
+  /** lchown a node this layer just created to the tar's owner, when it differs. */
+  #chownNew(abs: string, h: Header): void {
+    if (!this.#sameOwner) return;
+    const [uid, gid] = ownerOf(h);
+    if (!this.#ownedAs(uid, gid)) lchownSync(abs, uid, gid);
   }
 
   #invalidate(): void {

@@ -15,7 +15,7 @@ import { digestHex, isDigest, parseDigest, type Digest } from '../core/digest.ts
 import { alreadyExists, failedPrecondition, notFound } from '../core/errors.ts';
 import type { Mount, SnapshotInfo, Snapshotter, UnpackOptions } from '../core/snapshots.ts';
 import type { Host } from '../host/host.ts';
-import { applyLayer } from '../layer/tar-apply.ts';
+import { applyLayerInWorker, prewarmApplyWorkers } from '../layer/worker-apply.ts';
 import { fsyncDir, writeJsonAtomic } from '../pkg/atomic-file.ts';
 import { isValidKey, SnapshotPaths, validateKey } from './paths.ts';
 
@@ -72,6 +72,9 @@ export class OverlaySnapshotter implements Snapshotter {
     for (const [param, option] of wanted) {
       if (await exists(`/sys/module/overlay/parameters/${param}`)) this.#extraOptions.push(option);
     }
+
+    // Layers apply on worker threads (src/layer/worker-apply.ts): start two now, not on a pull's path.
+    prewarmApplyWorkers(2);
 
     this.#committed.clear();
     this.#active.clear();
@@ -178,7 +181,7 @@ export class OverlaySnapshotter implements Snapshotter {
     try {
       const fs = SnapshotPaths.fs(tmp);
       await mkdir(fs, { mode: 0o755 });
-      const applied = await applyLayer(fs, tar, {
+      const applied = await applyLayerInWorker(fs, tar, {
         mode: 'overlay',
         host: this.#host,
         lowers,

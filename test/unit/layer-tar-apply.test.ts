@@ -10,7 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { applyLayer, type ApplyOptions } from '../../src/layer/tar-apply.ts';
+import { applyLayer as applyLocal, type ApplyOptions } from '../../src/layer/tar-apply.ts';
+import { applyLayerInWorker } from '../../src/layer/worker-apply.ts';
+
+// test/unit/layer-worker-apply.test.ts runs this whole suite again through the worker thread.
+const applyLayer = process.env.BERTH_TEST_APPLY_IN_WORKER === '1' ? applyLayerInWorker : applyLocal;
 import { buildTar, type TarEntrySpec } from '../../src/layer/tar-build.ts';
 import { autoDecompress } from '../../src/layer/compression.ts';
 import { FakeHost } from '../../src/host/host.ts';
