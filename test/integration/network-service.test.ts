@@ -15,6 +15,7 @@ import { BridgeNetworkService } from '../../src/network/bridge-network-service.t
 import { RealHost } from '../../src/host/host.ts';
 import { createLogger } from '../../src/pkg/log.ts';
 import { isKind } from '../../src/core/errors.ts';
+import { CniRunner, bridgeConfig, firewallConfig, loopbackConfig, syntheticResult } from '../../src/network/cni.ts';
 
 const isRoot = process.getuid?.() === 0;
 const tag = randomBytes(3).toString('hex');
@@ -254,9 +255,11 @@ test('none and container modes; connect and disconnect a running container', { s
   await assert.rejects(svc.connect(a, `nc${tag}`), (e: unknown) => isKind(e, 'Forbidden'));
   const lookedUp = await sh('nsenter', [`--net=${sa.netnsPath}`, '/bin/busybox', 'nslookup', 'late', `10.123.${nets.b}.1`]);
   assert.match(lookedUp.out, new RegExp(`10\\.123\\.${nets.b}\\.77`));
+  assert.equal((await cniRules(`10.123.${nets.b}.77`)).length, 2, 'connect: firewall plugin ADD for the new address');
   await svc.disconnect(a, `nc${tag}`);
   const after = await sh('nsenter', [`--net=${sa.netnsPath}`, 'ip', '-o', '-4', 'addr']);
   assert.doesNotMatch(after.out, /eth1/);
+  assert.deepEqual(await cniRules(`10.123.${nets.b}.77`), [], 'disconnect: firewall plugin DEL');
   for (const x of [n, a, j, h]) await svc.forget(x);
   await svc.remove(Id);
 });
@@ -300,6 +303,22 @@ test('the CNI plugins made the interfaces and the firewall accept; DEL removes t
   }
   assert.deepEqual(await cniRules(ip), [], 'firewall DEL removed the accept');
   assert.equal(existsSync(`/sys/class/net/${veth}`), false, 'bridge DEL removed the veth');
+  // DEL again, namespace gone (CNI_NETNS empty): the plugins succeed with nothing to do.
+  const cni = new CniRunner(host);
+  const prev = syntheticResult(`${ip}/24`, `10.123.${nets.def}.1`);
+  const rt = { containerId: id, netns: '', ifname: 'eth0' };
+  await cni.del(firewallConfig('berth-bridge', prev), rt);
+  await cni.del({ ...bridgeConfig({ network: 'berth-bridge', bridge: `bt${tag}`, address: `${ip}/24`, gateway: `10.123.${nets.def}.1`, mac: s.settings.MacAddress, defaultRoute: true }), prevResult: prev }, rt);
+  await cni.del(loopbackConfig(), { ...rt, ifname: 'lo' });
+  // A namespace that vanished behind berth's back (unmounted): teardown still DELs the rules.
+  const gone = cid();
+  const sg = await svc.setUp(req(gone, 'gone'));
+  assert.equal((await cniRules(sg.settings.IPAddress)).length, 2);
+  await sh('umount', [sg.netnsPath!]);
+  await svc.tearDown(gone);
+  await svc.settle();
+  assert.deepEqual(await cniRules(sg.settings.IPAddress), [], 'firewall DEL ran with the namespace gone');
+  assert.equal(existsSync(sg.netnsPath!), false);
 });
 
 test('rules removed behind berth\'s back (firewall reload, iptables -F of its chain) are restored', { skip: !isRoot }, async () => {
