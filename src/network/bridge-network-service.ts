@@ -13,7 +13,9 @@
 // Consistency: network records are in <dataRoot> (written atomically before the bridge is made;
 // a bridge whose record is gone is never created). IP leases are the sandboxes in <execRoot>
 // (tmpfs: a reboot frees them with the namespaces). At start the service re-reads both, drops
-// sandboxes whose namespace is gone, re-creates bridges, rules, DNS servers and proxies.
+// sandboxes whose namespace is gone (after the plugins' DEL, with an empty CNI_NETNS, for what
+// they made outside it), re-creates bridges, rules, DNS servers and proxies, and re-runs the
+// firewall plugin's ADD for live sandboxes (idempotent; also after a firewall reload).
 import { readdir, readFile, rm, mkdir, copyFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
