@@ -69,7 +69,7 @@ function withModeNetwork(rec: ContainerRecord, net: NetworkSettings | undefined)
   return n;
 }
 
-export function inspectJson(rec: ContainerRecord, paths: ContainerPaths, opts: { network?: NetworkSettings; execIds?: string[]; sizeRw?: number } = {}): Record<string, unknown> {
+export function inspectJson(rec: ContainerRecord, paths: ContainerPaths, opts: { network?: NetworkSettings; execIds?: string[]; size?: { rw: number; rootFs: number } } = {}): Record<string, unknown> {
   const st = rec.state;
   const running = st.status === 'running' || st.status === 'paused';
   const mounts = (rec as ContainerRecord & { mountPoints?: MountPoint[] }).mountPoints ?? [];
@@ -107,7 +107,7 @@ export function inspectJson(rec: ContainerRecord, paths: ContainerPaths, opts: {
     ExecIDs: opts.execIds?.length ? opts.execIds : null,
     HostConfig: { ...HOSTCONFIG_DEFAULTS, ...rec.hostConfig },
     GraphDriver: { Name: 'overlay', Data: { MergedDir: paths.rootfs(rec.id) } },
-    ...(opts.sizeRw !== undefined ? { SizeRw: opts.sizeRw, SizeRootFs: opts.sizeRw } : {}),
+    ...(opts.size !== undefined ? { SizeRw: opts.size.rw, SizeRootFs: opts.size.rootFs } : {}),
     Mounts: mounts,
     Config: {
       Hostname: '', Domainname: '', User: '', AttachStdin: false, AttachStdout: false, AttachStderr: false, Tty: false,
@@ -119,7 +119,7 @@ export function inspectJson(rec: ContainerRecord, paths: ContainerPaths, opts: {
   };
 }
 
-export function summaryJson(rec: ContainerRecord, opts: { network?: NetworkSettings; sizeRw?: number } = {}): Record<string, unknown> {
+export function summaryJson(rec: ContainerRecord, opts: { network?: NetworkSettings; size?: { rw: number; rootFs: number } } = {}): Record<string, unknown> {
   const net = withModeNetwork(rec, opts.network);
   const ports: Array<{ IP?: string; PrivatePort: number; PublicPort?: number; Type: string }> = [];
   for (const [k, binds] of Object.entries(net.Ports ?? {})) {
@@ -136,7 +136,7 @@ export function summaryJson(rec: ContainerRecord, opts: { network?: NetworkSetti
     Command: cmd,
     Created: Math.floor(Date.parse(rec.created) / 1000),
     Ports: ports,
-    ...(opts.sizeRw !== undefined ? { SizeRw: opts.sizeRw, SizeRootFs: opts.sizeRw } : {}),
+    ...(opts.size !== undefined ? { SizeRw: opts.size.rw, SizeRootFs: opts.size.rootFs } : {}),
     Labels: rec.config.Labels ?? {},
     State: rec.state.status === 'creating' ? 'created' : rec.state.status,
     Status: statusText(rec),

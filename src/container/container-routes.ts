@@ -16,6 +16,7 @@ import type { ContainerService, ExecConfig, StreamSink, WaitCondition } from './
 import { inspectJson, summaryJson, matchesFilters } from './container-json.ts';
 import { frame, streamLogs, formatEntry } from './container-logs.ts';
 import { matchEvent, parseEventTime } from './event-bus.ts';
+import { parseDetachKeys, DEFAULT_DETACH_KEYS } from './detach-keys.ts';
 import type { CreateBody, HostConfig } from '../runtime/create-config.ts';
 
 export interface RouteDeps {
@@ -74,11 +75,19 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
     const all = queryBool(query, 'all');
     const limit = num(query.get('limit'), 'limit') ?? -1;
     const filters = parseFilters(query);
-    let recs = svc.store.all().filter((c) => (all || limit > 0 || c.state.status === 'running' || c.state.status === 'paused' || c.state.status === 'restarting') && matchesFilters(c, filters, d.imageIdOf));
+    // ancestor=<name>: Docker matches the image the name resolves to now (busybox = busybox:latest).
+    const ancestors = new Map<string, string>();
+    for (const v of filters.get('ancestor') ?? []) {
+      const id = await svc.imageId(v);
+      if (id) ancestors.set(v, id);
+    }
+    const imageIdOf = (v: string) => ancestors.get(v) ?? d.imageIdOf(v);
+    let recs = svc.store.all().filter((c) => (all || limit > 0 || c.state.status === 'running' || c.state.status === 'paused' || c.state.status === 'restarting') && matchesFilters(c, filters, imageIdOf));
     recs.sort((a, b) => Date.parse(b.created) - Date.parse(a.created));
     if (limit > 0) recs = recs.slice(0, limit);
     const net = d.networks();
-    sendJson(res, 200, recs.map((c) => summaryJson(c, { network: net?.settings(c.id) })));
+    const sizes = queryBool(query, 'size') ? await svc.sizes(recs.map((c) => c.id)) : undefined;
+    sendJson(res, 200, recs.map((c) => summaryJson(c, { network: net?.settings(c.id), size: sizes?.get(c.id) })));
   });
 
   r.post('/containers/create', async ({ req, res, query }) => {
@@ -96,10 +105,11 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
     sendJson(res, 200, await svc.prune(u !== undefined ? u / 1e6 : undefined, f.get('label') ?? []));
   });
 
-  r.get('/containers/{id}/json', ({ res, params, query }) => {
+  r.get('/containers/{id}/json', async ({ res, params, query }) => {
     const rec = svc.store.get(params.id!);
     const execIds = svc.execs().filter((e) => e.containerId === rec.id && e.exitCode === null).map((e) => e.id);
-    sendJson(res, 200, inspectJson(rec, svc.paths, { network: d.networks()?.settings(rec.id), execIds, ...(queryBool(query, 'size') ? { sizeRw: 0 } : {}) }));
+    const size = queryBool(query, 'size') ? (await svc.sizes([rec.id])).get(rec.id) : undefined;
+    sendJson(res, 200, inspectJson(rec, svc.paths, { network: d.networks()?.settings(rec.id), execIds, size }));
   });
 
   // ---- lifecycle
@@ -201,9 +211,11 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
     const wantStdout = queryBool(q, 'stdout');
     const wantStderr = queryBool(q, 'stderr');
     const wantStdin = queryBool(q, 'stdin');
+    // As Docker, the server scans for detach keys only with a TTY (binary stdin stays intact).
+    const detachKeys = tty ? parseDetachKeys(q.get('detachKeys') || DEFAULT_DETACH_KEYS) : undefined;
     rawWrite(upgradeHeaders(tty, hijacked));
     const base = sinkFor(out, tty, wantStdin ? stdin : undefined);
-    const sink: StreamSink = { stdin: base.stdin, write: (s, data) => { if ((s === 1 && wantStdout) || (s === 2 && wantStderr)) base.write(s, data); } };
+    const sink: StreamSink = { stdin: base.stdin, detachKeys, write: (s, data) => { if ((s === 1 && wantStdout) || (s === 2 && wantStderr)) base.write(s, data); } };
     if (queryBool(q, 'logs')) {
       const ac0 = new AbortController();
       await streamLogs(rec.logPath, rec.logMaxFiles, { stdout: wantStdout, stderr: wantStderr, timestamps: false, follow: false }, (e) => void out.write(formatEntry(e, tty, false)), undefined, ac0.signal);
@@ -227,6 +239,8 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
     });
   });
   r.post('/containers/{id}/attach', async (ctx) => {
+    // Unknown containers and bad detach keys get a plain answer before the socket is taken over.
+    if (svc.store.get(ctx.params.id!).config.Tty) parseDetachKeys(ctx.query.get('detachKeys') || DEFAULT_DETACH_KEYS);
     const sock = ctx.res.socket!;
     ctx.res.detachSocket?.(sock);
     await attach(ctx, sock, ctx.req, false, (s) => sock.write(s));
@@ -236,6 +250,7 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
   r.post('/containers/{id}/exec', async ({ req, res, params }) => {
     const body = await readJson<ExecConfig>(req);
     if (!body || typeof body !== 'object') throw invalidArgument('invalid exec config');
+    if (body.DetachKeys) parseDetachKeys(body.DetachKeys, 'escape');
     sendJson(res, 201, { Id: svc.execCreate(params.id!, body) });
   });
 
@@ -252,7 +267,7 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
     rawWrite(upgradeHeaders(tty, hijacked));
     const ac = new AbortController();
     out!.on('close', () => ac.abort());
-    const sink = sinkFor(out!, tty, ex.config.AttachStdin ? stdin : undefined);
+    const sink: StreamSink = { ...sinkFor(out!, tty, ex.config.AttachStdin ? stdin : undefined), detachKeys: tty ? parseDetachKeys(ex.config.DetachKeys || DEFAULT_DETACH_KEYS, 'escape') : undefined };
     await svc.execStart(ex.id, { detach: false, tty, consoleSize: body.ConsoleSize }, sink, ac.signal).catch((err: unknown) => {
       sink.write(2, Buffer.from(`${errorMessage(err)}\n`));
     });
@@ -267,6 +282,13 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
   });
   r.post('/exec/{id}/start', async (ctx) => {
     const body = (await readJson<{ Detach?: boolean; Tty?: boolean }>(ctx.req)) ?? {};
+    const ex = svc.exec(ctx.params.id!);
+    if (body.Detach) {
+      // A plain answer on a connection the client may reuse.
+      await svc.execStart(ex.id, { detach: true, tty: body.Tty ?? ex.config.Tty ?? false }, undefined, new AbortController().signal);
+      noContent(ctx.res, 200);
+      return;
+    }
     const sock = ctx.res.socket!;
     ctx.res.detachSocket?.(sock);
     await execStart(ctx, sock, undefined, false, (s) => sock.write(s), body);

@@ -36,6 +36,7 @@ import { hostBoundingCaps } from '../runtime/capabilities.ts';
 import { resolveUser, resolveUserInLayers } from '../runtime/user.ts';
 import { Cgroups } from '../runtime/cgroups.ts';
 import { Mounter } from '../runtime/mounter.ts';
+import { Spawner } from '../runtime/spawner.ts';
 import { OciRuntime, resolveBinary } from '../runtime/oci-runtime.ts';
 import { attachConmon, procStartTime, readExitFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream } from '../runtime/conmon.ts';
 import { ContainerStore, emptyState, type ContainerRecord, type ContainerStatus } from './container-store.ts';
@@ -45,6 +46,7 @@ import { RestartManager, validateRestartPolicy } from './restart-manager.ts';
 import { parseSize, rotateLogs, followLog } from './container-logs.ts';
 import { randomName } from './names.ts';
 import { HealthMonitor } from './health-monitor.ts';
+import { DetachScanner } from './detach-keys.ts';
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
 
@@ -78,6 +80,33 @@ export interface ExecRecord {
 export interface StreamSink {
   write(stream: 1 | 2, data: Buffer): void;
   stdin?: Readable;
+  /** Detach sequence on stdin: the attach ends there, the container (or exec) keeps running. */
+  detachKeys?: Buffer;
+}
+
+/**
+ * Forward an attached client's stdin to `to`. The detach sequence (if any) ends the forwarding
+ * without closing the process's stdin and calls `onDetach`; EOF from the client ends it.
+ */
+function pipeStdin(sink: StreamSink, to: { write(b: Buffer): unknown; end(): unknown }, onDetach: () => void): void {
+  const stdin = sink.stdin!;
+  const scan = sink.detachKeys?.length ? new DetachScanner(sink.detachKeys) : undefined;
+  let detached = false;
+  const onData = (b: Buffer) => {
+    if (detached) return;
+    const r = scan ? scan.push(b) : { data: b, detach: false };
+    if (r.data.length) to.write(r.data);
+    if (r.detach) {
+      detached = true;
+      stdin.off('data', onData);
+      stdin.pause();
+      onDetach();
+    }
+  };
+  stdin.on('data', onData);
+  stdin.on('end', () => { if (!detached) to.end(); });
+  stdin.on('error', () => { if (!detached) to.end(); });
+  stdin.resume();
 }
 
 export interface ServiceDeps {
@@ -148,6 +177,7 @@ export class ContainerService {
   #closed = false;
   #handlingExit = new Set<string>();
   #mounter: Mounter;
+  #spawner = new Spawner();
   readonly initBinary: string | undefined;
 
   constructor(deps: ServiceDeps) {
@@ -177,7 +207,7 @@ export class ContainerService {
       if (!path) throw invalidArgument(`unknown or invalid runtime name: ${name}`);
       const resolved = resolveBinary(path);
       if (!resolved.startsWith('/')) throw invalidArgument(`unknown or invalid runtime name: ${name} (${path} not found)`);
-      r = new OciRuntime({ name, path: resolved, root: this.paths.runtimeRoot(name) });
+      r = new OciRuntime({ name, path: resolved, root: this.paths.runtimeRoot(name), spawner: this.#spawner });
       this.#runtimes.set(name, r);
     }
     return r;
@@ -267,6 +297,7 @@ export class ContainerService {
     this.#health.stopAll();
     for (const m of this.#restart.values()) m.cancelPending();
     this.#mounter.close();
+    this.#spawner.close();
     // The cgroup parent goes when no container is left under it (rmdir fails otherwise).
     if (!this.store.all().some((r) => ['running', 'paused', 'restarting'].includes(r.state.status))) await this.cgroups.removeParent().catch(() => {});
   }
@@ -812,6 +843,14 @@ export class ContainerService {
       // Already gone: the exit file will tell.
       return;
     }
+    // `runc kill` checks the same start time and then kill(2)s the init: doing it here saves
+    // spawning the runtime (a fork of berthd) on the stop/rm path.
+    try {
+      process.kill(rec.state.pid, sig);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+    }
     await this.runtime(rec.runtime).kill(rec.id, String(sig)).catch((err: unknown) => {
       if (!isKind(err, 'NotFound') && !isKind(err, 'FailedPrecondition')) throw err;
     });
@@ -1096,10 +1135,10 @@ export class ContainerService {
       });
       await a.ready;
       if (sink.stdin && rec.config.OpenStdin) {
-        sink.stdin.on('data', (b: Buffer) => a.stdin.write(b));
-        sink.stdin.on('end', () => a.stdin.end());
-        sink.stdin.on('error', () => a.stdin.end());
-        sink.stdin.resume();
+        pipeStdin(sink, a.stdin as unknown as { write(b: Buffer): unknown; end(): unknown }, () => {
+          this.events.emit('container', 'detach', rec.id, this.#attrs(rec));
+          a.close();
+        });
       }
       return a;
     };
@@ -1230,26 +1269,38 @@ export class ContainerService {
         if (errText.length < 4096) errText += b.toString();
         sink?.write(2, b);
       });
+      let detach!: () => void;
+      const detached = new Promise<'detached'>((r) => (detach = () => r('detached')));
       if (child.stdin && sink?.stdin) {
         child.stdin.on('error', () => {});
-        sink.stdin.on('data', (b: Buffer) => child.stdin!.write(b));
-        sink.stdin.on('end', () => child.stdin!.end());
-        sink.stdin.resume();
+        pipeStdin(sink, child.stdin, detach);
       }
       const onAbort = () => child.kill('SIGKILL');
       signal.addEventListener('abort', onAbort, { once: true });
-      const code = await new Promise<number>((resolve) => {
+      const exited = new Promise<number>((resolve) => {
         child.on('error', () => resolve(126));
         child.on('close', (c, s) => resolve(c ?? (s ? 128 + (SIGNALS[s.replace(/^SIG/, '')] ?? 9) : 128)));
-      });
-      signal.removeEventListener('abort', onAbort);
-      const final = code === 255 && /unable to start container process/.test(errText) ? startFailureCode(errText) : code;
+      }).then((code) => (code === 255 && /unable to start container process/.test(errText) ? startFailureCode(errText) : code));
       if (opts.detach) {
-        void finish(final);
+        // Docker answers a detached start at once; the exit is recorded when it comes.
+        signal.removeEventListener('abort', onAbort);
+        void exited.then((c) => finish(c));
         return 0;
       }
-      await finish(final);
-      return final;
+      const first = await Promise.race([exited, detached]);
+      signal.removeEventListener('abort', onAbort);
+      if (first === 'detached') {
+        // The session keeps running without its client: output is dropped from here on (runc
+        // exec is berthd's child, so its pipes must still be drained), the exit is recorded.
+        child.stdout?.removeAllListeners('data');
+        child.stderr?.removeAllListeners('data');
+        child.stdout?.resume();
+        child.stderr?.resume();
+        void exited.then((c) => finish(c));
+        return 0;
+      }
+      await finish(first);
+      return first;
     }
     // TTY: conmon with --exec-attach.
     ex.dir = dir;
@@ -1263,6 +1314,8 @@ export class ContainerService {
       throw err;
     });
     let att: AttachStream | undefined;
+    let detach!: () => void;
+    const detached = new Promise<'detached'>((r) => (detach = () => r('detached')));
     if (!opts.detach && sink) {
       att = attachConmon(dir);
       att.onData((st, d) => {
@@ -1271,25 +1324,35 @@ export class ContainerService {
       await att.ready.catch(() => {});
       if (sink.stdin && cfg.AttachStdin) {
         const a = att;
-        sink.stdin.on('data', (b: Buffer) => a.stdin.write(b));
-        sink.stdin.on('end', () => a.stdin.end());
-        sink.stdin.resume();
+        pipeStdin(sink, a.stdin as unknown as { write(b: Buffer): unknown; end(): unknown }, () => {
+          a.close();
+          detach();
+        });
       }
       signal.addEventListener('abort', () => att?.close(), { once: true });
     }
     proc.start?.();
-    let code = await (proc.exitCode ?? Promise.resolve(-1));
+    const exited = (async () => {
+      let code = await (proc.exitCode ?? Promise.resolve(-1));
+      if (code < 0) {
+        // runc could not start the process: its error (from conmon's sync pipe) goes to the
+        // client, and the exit code says which failure it was (as Docker: 127 or 126).
+        const msg = proc.startError?.();
+        if (msg && sink && !opts.detach) sink.write(1, Buffer.from(`OCI runtime exec failed: ${msg}\r\n`));
+        code = msg ? startFailureCode(msg) : 126;
+      }
+      return code;
+    })();
+    const first = opts.detach ? 'detached' : await Promise.race([exited, detached]);
+    if (first === 'detached') {
+      // conmon keeps the session; its exit is recorded when it comes.
+      void exited.then((c) => finish(c));
+      return 0;
+    }
     if (att) await Promise.race([att.closed, new Promise((r) => setTimeout(r, 2000))]);
     att?.close();
-    if (code < 0) {
-      // runc could not start the process: its error (from conmon's sync pipe) goes to the
-      // client, and the exit code says which failure it was (as Docker: 127 or 126).
-      const msg = proc.startError?.();
-      if (msg && sink && !opts.detach) sink.write(1, Buffer.from(`OCI runtime exec failed: ${msg}\r\n`));
-      code = msg ? startFailureCode(msg) : 126;
-    }
-    await finish(code);
-    return code;
+    await finish(first);
+    return first;
   }
 
   async execResize(id: string, h: number, w: number): Promise<void> {
@@ -1344,6 +1407,32 @@ export class ContainerService {
     const rec = this.store.get(ref);
     this.#running(rec);
     return this.runtime(rec.runtime).pids(rec.id);
+  }
+
+  /** The image ID a reference resolves to now, or undefined. */
+  async imageId(ref: string): Promise<string | undefined> {
+    return (await this.#d.images()?.resolve(ref).catch(() => undefined))?.record.id;
+  }
+
+  /**
+   * Docker's SizeRw (apparent size of the files in the container's writable layer, hardlinks
+   * once) and SizeRootFs (that plus its image's layers), for `?size=1` on list and inspect.
+   */
+  async sizes(ids: string[]): Promise<Map<string, { rw: number; rootFs: number }>> {
+    const out = new Map<string, { rw: number; rootFs: number }>();
+    if (ids.length === 0) return out;
+    const snaps = (await this.#d.snapshotter()?.list().catch(() => undefined)) ?? [];
+    const rw = new Map(snaps.filter((s) => s.kind === 'active').map((s) => [s.name, s.size]));
+    const images = this.#d.images();
+    const imageSize = new Map<string, number>();
+    for (const id of ids) {
+      const rec = this.store.find(id);
+      if (!rec) continue;
+      if (!imageSize.has(rec.image)) imageSize.set(rec.image, (await images?.resolve(rec.image).catch(() => undefined))?.record.size ?? 0);
+      const r = rw.get(rec.id) ?? 0;
+      out.set(rec.id, { rw: r, rootFs: r + imageSize.get(rec.image)! });
+    }
+    return out;
   }
 
   health(): HealthMonitor {

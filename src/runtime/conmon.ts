@@ -19,6 +19,7 @@ import { constants, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { internal, errorMessage } from '../core/errors.ts';
+import type { Spawner } from './spawner.ts';
 
 export interface ConmonOptions {
   conmonPath?: string;
@@ -46,6 +47,8 @@ export interface ConmonOptions {
   /** For exec sessions: run `<runtime> exec` with this process.json. */
   exec?: { processSpec: string; attach: boolean };
   env?: NodeJS.ProcessEnv;
+  /** Fork conmon from this helper instead of from berthd (containers only, not exec sessions). */
+  spawner?: Spawner;
 }
 
 export interface ConmonStarted {
@@ -117,12 +120,18 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
     if (o.exec.attach) args.push('--exec-attach');
   }
   await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', ...o.env };
+  // cwd: conmon writes an `oom` marker file into its working directory when the container is
+  // OOM-killed; the bundle is removed with the container, berthd's cwd is not ours to litter.
+  if (!o.exec && o.spawner?.available) {
+    const viaHelper = await o.spawner.spawn({ file: o.conmonPath ?? 'conmon', args, cwd: o.bundle, env, stderrPath: o.conmonLog }).catch(() => undefined);
+    if (viaHelper) return finishCreate(o, viaHelper.fd3, viaHelper.pid);
+  }
   const errFd = openSync(o.conmonLog, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600);
   let child: ChildProcess;
   // fd 3: sync pipe (create result; for exec also the exit code); fd 4: start pipe (exec only);
   // fd 5: attach pipe (exec with attach: conmon writes once its attach socket is listening).
   const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'ignore', errFd, 'pipe'];
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', ...o.env };
   if (o.exec) {
     stdio.push('pipe');
     env._OCI_STARTPIPE = '4';
@@ -132,14 +141,18 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
     }
   }
   try {
-    // cwd: conmon writes an `oom` marker file into its working directory when the container is
-    // OOM-killed; the bundle is removed with the container, berthd's cwd is not ours to litter.
     child = spawn(o.conmonPath ?? 'conmon', args, { stdio, env, detached: true, cwd: o.bundle });
   } finally {
     closeSync(errFd);
   }
   const sync = child.stdio[3] as Readable;
-  const startPipe = o.exec ? (child.stdio[4] as unknown as NodeJS.WritableStream & { destroy(): void }) : undefined;
+  if (!o.exec) {
+    child.on('error', () => {});
+    child.unref();
+    return finishCreate(o, sync, child.pid ?? -1);
+  }
+  // Exec sessions from here on.
+  const startPipe = child.stdio[4] as unknown as NodeJS.WritableStream & { destroy(): void };
   const attachPipe = o.exec?.attach ? ((child.stdio as unknown[])[5] as Readable) : undefined;
   child.on('error', () => {});
   let exitResolve!: (n: number) => void;
@@ -170,32 +183,46 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
       }
       exitResolve(-1);
     });
-    if (o.exec) {
-      // Exec: conmon first waits for a start message (Podman moves it into a cgroup then).
-      startPipe!.write('0');
-    }
+    // Exec: conmon first waits for a start message (Podman moves it into a cgroup then).
+    startPipe.write('0');
     if (attachPipe) {
       // Exec with attach: conmon then makes its attach socket, reports on the attach pipe and
       // waits for a second start message before it runs the runtime: the PID comes after start().
       readSyncMessages(attachPipe, () => resolve({ pid: -1, conmonPid: -1 }));
     }
   });
-  if (o.exec) {
-    result.exitCode = exitCode;
-    result.startError = () => startError;
-    result.start = () => {
-      try {
-        startPipe!.write('0');
-      } catch {
-        /* conmon gone */
-      }
-    };
-  } else {
-    sync.destroy();
-  }
+  result.exitCode = exitCode;
+  result.startError = () => startError;
+  result.start = () => {
+    try {
+      startPipe.write('0');
+    } catch {
+      /* conmon gone */
+    }
+  };
   result.conmonPid = await readPidFile(o.conmonPidFile).catch(() => child.pid ?? -1);
   child.unref();
   return result;
+}
+
+/** A container create: conmon's first sync message is the init PID, or the runtime's error. */
+async function finishCreate(o: ConmonOptions, sync: Readable, spawnedPid: number): Promise<ConmonProcess> {
+  const pid = await new Promise<number>((resolve, reject) => {
+    let got = false;
+    readSyncMessages(sync, (m) => {
+      if (got) return;
+      got = true;
+      if (m.data < 0) reject(internal(cleanRuntimeError(m.message ?? 'conmon: container create failed')));
+      else resolve(m.data);
+    });
+    sync.on('end', () => {
+      if (got) return;
+      void readFile(o.conmonLog, 'utf8').catch(() => '').then((log) => reject(internal(`conmon exited before reporting: ${cleanRuntimeError(log.trim().split('\n').pop() ?? '')}`)));
+    });
+  });
+  sync.destroy();
+  const conmonPid = await readPidFile(o.conmonPidFile).catch(() => spawnedPid);
+  return { pid, conmonPid };
 }
 
 /** runc errors arrive JSON-ish and wrapped; keep the useful part. */

@@ -8,6 +8,7 @@ import { rm, open } from 'node:fs/promises';
 import { accessSync, constants } from 'node:fs';
 import { internal, notFound, failedPrecondition, invalidArgument } from '../core/errors.ts';
 import { spawnConmon, cleanRuntimeError, type ConmonOptions, type ConmonProcess } from './conmon.ts';
+import type { Spawner } from './spawner.ts';
 
 export interface RuntimeState {
   id: string;
@@ -37,12 +38,14 @@ export class OciRuntime {
   /** The runtime's state directory (--root). */
   readonly root: string;
   readonly conmonPath: string;
+  #spawner: Spawner | undefined;
 
-  constructor(opts: { name: string; path: string; root: string; conmonPath?: string }) {
+  constructor(opts: { name: string; path: string; root: string; conmonPath?: string; spawner?: Spawner }) {
     this.name = opts.name;
     this.path = resolveBinary(opts.path);
     this.root = opts.root;
     this.conmonPath = opts.conmonPath ?? 'conmon';
+    this.#spawner = opts.spawner;
   }
 
   #args(...rest: string[]): string[] {
@@ -62,7 +65,7 @@ export class OciRuntime {
 
   /** Create (not start) the container under a new conmon. */
   create(o: Omit<ConmonOptions, 'runtimePath' | 'runtimeArgs' | 'conmonPath'>): Promise<ConmonProcess> {
-    return spawnConmon({ ...o, conmonPath: this.conmonPath, runtimePath: this.path, runtimeArgs: [`--root=${this.root}`] });
+    return spawnConmon({ ...o, conmonPath: this.conmonPath, runtimePath: this.path, runtimeArgs: [`--root=${this.root}`], spawner: this.#spawner });
   }
 
   async start(id: string): Promise<void> {

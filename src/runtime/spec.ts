@@ -228,12 +228,22 @@ function resources(hc: HostConfig, devices: SpecInput['devices'], privileged: bo
     if (hc.CpuQuota) cpu.quota = hc.CpuQuota;
   }
   if (hc.CpuShares && hc.CpuShares > 0) cpu.shares = Math.max(2, hc.CpuShares);
-  if (hc.CpusetCpus) cpu.cpus = hc.CpusetCpus;
-  if (hc.CpusetMems) cpu.mems = hc.CpusetMems;
+  if (hc.CpusetCpus) cpu.cpus = uintList(hc.CpusetCpus, 'cpuset cpus');
+  if (hc.CpusetMems) cpu.mems = uintList(hc.CpusetMems, 'cpuset mems');
   if (Object.keys(cpu).length) r.cpu = cpu;
   if (hc.PidsLimit !== undefined && hc.PidsLimit !== null && hc.PidsLimit !== 0) r.pids = { limit: hc.PidsLimit > 0 ? hc.PidsLimit : -1 };
   if (hc.BlkioWeight) r.blockIO = { weight: hc.BlkioWeight };
   return r;
+}
+
+/** Docker's ParseUintList: "0-2,5" (ranges ascending); the spec gets it as given. */
+function uintList(v: string, what: string): string {
+  const ok = v.split(',').every((part) => {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    return m !== null && (m[2] === undefined || Number(m[2]) >= Number(m[1]));
+  });
+  if (!ok) throw invalidArgument(`Invalid value ${v} for ${what}`);
+  return v;
 }
 
 function rlimits(hc: HostConfig, host: SpecInput['hostRlimits']): Rlimit[] {

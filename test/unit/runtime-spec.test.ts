@@ -201,6 +201,9 @@ test('resources: memory, swap, cpus, shares, cpuset, pids', () => {
   assert.equal((buildSpec(input({ create: { HostConfig: { Memory: 64 << 20, MemorySwap: -1 } } })).linux.resources as any).memory.swap, -1);
   assert.throws(() => buildSpec(input({ create: { HostConfig: { Memory: 1 << 20 } } })), /Minimum memory limit/);
   assert.throws(() => buildSpec(input({ create: { HostConfig: { MemorySwap: 1 << 30 } } })));
+  assert.equal((buildSpec(input({ create: { HostConfig: { CpusetCpus: '0-1,3', CpusetMems: '0' } } })).linux.resources as any).cpu.cpus, '0-1,3');
+  for (const bad of ['x', '1-0', '0,', '-1', '0-'] ) assert.throws(() => buildSpec(input({ create: { HostConfig: { CpusetCpus: bad } } })), new RegExp(`Invalid value ${bad} for cpuset cpus`), bad);
+  assert.throws(() => buildSpec(input({ create: { HostConfig: { CpusetMems: 'a' } } })), /Invalid value a for cpuset mems/);
 });
 
 test('read-only rootfs, tmpfs, init, network modes, hostname', () => {
