@@ -163,9 +163,15 @@ class LayerApplier {
     let feedError: unknown;
     // Errors of the source (network, digest check upstream) are reported as they are; only
     // errors of the tar parser mean the layer itself is malformed. Listen before any await.
+    // The pipeline below destroys a still-open source with the parser's error: that one is not
+    // the source's own.
+    let parseError: unknown;
+    extract.on('error', (err: unknown) => {
+      parseError ??= err;
+    });
     if (tar.errored) this.#sourceError = tar.errored;
-    tar.once('error', (err) => {
-      this.#sourceError ??= err;
+    tar.on('error', (err) => {
+      if (err !== parseError) this.#sourceError ??= err;
     });
     try {
       this.#root = await realpath(this.#root);
