@@ -284,3 +284,16 @@ test('measure: unpack ~50 MB of small files', { skip: !isRoot && 'needs root' },
   assert.ok(bytes > files * 5000);
   await snap.remove(id);
 });
+
+test('init marks tmp/ as a top of directory hierarchies on ext4 (unpacks spread over block groups)', { skip: !isRoot && 'needs root' }, async (t) => {
+  const fsType = execFileSync('stat', ['-f', '-c', '%T', base], { encoding: 'utf8' }).trim();
+  if (fsType !== 'ext2/ext3') return t.skip(`${fsType} has no T attribute`);
+  const attrs = execFileSync('lsattr', ['-d', join(base, 'snapshots', 'tmp')], { encoding: 'utf8' }).split(/\s+/)[0] ?? '';
+  assert.ok(attrs.includes('T'), `lsattr shows ${attrs}`);
+  // Not inherited: an unpack's own tree is allocated normally below its spread top.
+  const sub = join(base, 'snapshots', 'tmp', 'probe');
+  await mkdir(sub);
+  const subAttrs = execFileSync('lsattr', ['-d', sub], { encoding: 'utf8' }).split(/\s+/)[0] ?? '';
+  await rm(sub, { recursive: true });
+  assert.ok(!subAttrs.includes('T'), `lsattr shows ${subAttrs}`);
+});
