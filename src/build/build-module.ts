@@ -34,6 +34,7 @@ type ImageExtras = {
 export function createModule(): DaemonModule {
   let cache: BuildCache | undefined;
   let mounter: Mounter | undefined;
+  const running = new Set<{ abort: AbortController; done: Promise<void> }>();
   return {
     async register(router: Router, services: Services, daemon: Daemon): Promise<void> {
       const s = services;
@@ -68,7 +69,17 @@ export function createModule(): DaemonModule {
         if (x?.lease) deps.lease = (ids) => x.lease!(ids);
         return new Builder(deps);
       };
-      router.post('/build', (ctx) => handleBuild(ctx, builder, c, daemon.log));
+      router.post('/build', async (ctx) => {
+        const abort = new AbortController();
+        const done = handleBuild(ctx, builder, c, daemon.log, abort);
+        const entry = { abort, done: done.catch(() => {}) };
+        running.add(entry);
+        try {
+          await done;
+        } finally {
+          running.delete(entry);
+        }
+      });
       router.post('/build/prune', async (ctx) => {
         const n = await c.prune();
         const report = (await extras()?.gc?.().catch(() => undefined)) ?? { bytes: 0 };
@@ -76,6 +87,10 @@ export function createModule(): DaemonModule {
       });
     },
     async close(): Promise<void> {
+      // Builds in flight are cancelled (their RUN containers killed, mounts undone) before
+      // berthd goes: nothing of theirs outlives the daemon.
+      for (const r of running) r.abort.abort();
+      await Promise.race([Promise.all([...running].map((r) => r.done)), new Promise((res) => setTimeout(res, 15000).unref())]);
       mounter?.close();
       await cache?.save();
     },
@@ -102,7 +117,7 @@ function encode(m: BuildMessage): string {
   return JSON.stringify(m).replace(/[<>&]/g, (c) => (c === '<' ? '\\u003c' : c === '>' ? '\\u003e' : '\\u0026')) + '\r\n';
 }
 
-async function handleBuild(ctx: Ctx, builder: () => Builder, cache: BuildCache, log: Logger): Promise<void> {
+async function handleBuild(ctx: Ctx, builder: () => Builder, cache: BuildCache, log: Logger, abort: AbortController): Promise<void> {
   const q = ctx.query;
   const version = q.get('version');
   if (version && version !== '1') throw invalidArgument(`BuildKit (version=${version}) is not supported: use the legacy builder (DOCKER_BUILDKIT=0)`);
@@ -119,10 +134,13 @@ async function handleBuild(ctx: Ctx, builder: () => Builder, cache: BuildCache, 
     }
   }
   const b = builder();
-  const abort = new AbortController();
-  ctx.res.on('close', () => {
+  // The client going away (its connection closed before the answer is complete) cancels the build.
+  const socket = ctx.req.socket;
+  const onGone = () => {
     if (!ctx.res.writableFinished) abort.abort();
-  });
+  };
+  socket.once('close', onGone);
+  ctx.res.once('finish', () => socket.off('close', onGone));
 
   // The context arrives before anything is answered (dockerd reads it first, too).
   const t0 = performance.now();

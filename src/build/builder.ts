@@ -853,9 +853,12 @@ class BuildRun {
     }
     const descriptor = JSON.stringify({ kind: ins.kind, from: fromDesc, dest: destRaw, destIsDir, chown: chownSpec ?? null, chmod: chmod ?? null, parts });
     const summary = `${ins.kind} ${count === 1 ? (items[0] && (await tree.entry(items[0].path))?.type === 'directory' ? 'dir' : 'file') : 'multi'}:${hash(...parts)} in ${destRaw}${trailingSlash && destRaw !== '/' ? '/' : ''} `;
-    await this.#layerStep(st, descriptor, `/bin/sh -c #(nop) ${summary}`, async (root) => {
+    await this.#layerStep(st, descriptor, `/bin/sh -c #(nop) ${summary}`, async (root, upper) => {
       const { uid, gid } = await resolveChown(root, chownSpec);
-      await copyInto(root, items, destRaw, { uid, gid, ...(chmod !== undefined ? { chmod } : {}), destIsDir, extractArchives: ins.kind === 'ADD', host: this.#d.host });
+      // Only a step with one source may write into the upper dir behind the overlay's back:
+      // later writes of the same step through the mount would not see it.
+      const direct = upper !== undefined && items.length === 1 && inline.length === 0 && urls.length === 0 ? { upper } : {};
+      await copyInto(root, items, destRaw, { uid, gid, ...(chmod !== undefined ? { chmod } : {}), destIsDir, extractArchives: ins.kind === 'ADD', host: this.#d.host, ...direct });
       for (const f of inline) {
         const target = destIsDir ? posix.join(destRaw, f.name) : destRaw;
         await writeFileInto(root, target, f.data, chmod ?? 0o644, { uid, gid });
@@ -965,7 +968,7 @@ class BuildRun {
    * A step that writes a layer: on a cache hit replay the recorded layer; otherwise mutate a
    * fresh snapshot, diff it into a layer blob and commit it under its chain ID.
    */
-  async #layerStep(st: StageState, descriptor: string, createdBy: string, mutate: (root: string) => Promise<void>, opts: { emptyIsNoLayer?: boolean } = {}): Promise<void> {
+  async #layerStep(st: StageState, descriptor: string, createdBy: string, mutate: (root: string, upper: string | undefined) => Promise<void>, opts: { emptyIsNoLayer?: boolean } = {}): Promise<void> {
     const parent = st.chain[st.chain.length - 1];
     const key = hash(st.key, parent ?? '', descriptor);
     const history = (created: string, empty = false): HistoryEntry => ({ created, created_by: createdBy, ...(empty ? { empty_layer: true } : {}) });
@@ -993,7 +996,8 @@ class BuildRun {
       trace('mount', t0);
       try {
         t0 = performance.now();
-        await mutate(root.path);
+        // The overlay's upper dir, for writes into directories this step created (see copyInto).
+        await mutate(root.path, mounts[0]?.type === 'overlay' ? this.#d.snapshotter.upperDir(snapKey) : undefined);
         trace('mutate', t0);
       } finally {
         t0 = performance.now();

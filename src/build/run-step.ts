@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { internal, invalidArgument } from '../core/errors.ts';
+import { BerthError, internal, invalidArgument } from '../core/errors.ts';
 import type { ContainerConfig } from '../core/oci.ts';
 import type { NetworkService } from '../core/networks.ts';
 import type { Host } from '../host/host.ts';
@@ -164,16 +164,25 @@ export class RuncStepRunner implements StepRunner {
 
   #runc(id: string, bundle: string, opts: RunStepOptions): Promise<number> {
     const runc = this.#o.runtimePath ?? 'runc';
+    if (opts.signal?.aborted) return Promise.reject(new BerthError('Canceled', 'build canceled'));
     return new Promise((resolve, reject) => {
       const child = spawn(runc, [`--root=${this.#o.stateRoot}`, 'run', '--bundle', bundle, id], { stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout.on('data', (b: Buffer) => opts.output(b));
       child.stderr.on('data', (b: Buffer) => opts.output(b));
+      let closed = false;
+      // `runc kill` fails until `runc run` has created the container: repeat until it is gone.
       const onAbort = () => {
-        void this.#kill(runc, id);
+        void (async () => {
+          while (!closed) {
+            await this.#kill(runc, id);
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        })();
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       child.on('error', (e) => reject(internal(`${runc}: ${e.message}`)));
       child.on('close', (code, sig) => {
+        closed = true;
         opts.signal?.removeEventListener('abort', onAbort);
         void this.#cleanup(runc, id).finally(() => resolve(code ?? (sig ? 128 + 9 : 1)));
       });

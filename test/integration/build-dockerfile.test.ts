@@ -9,7 +9,8 @@ import { writeFile, readFile, readdir, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { api, isRoot, tempDir, fileDaemon } from '../helpers/fixtures.ts';
+import { request } from 'node:http';
+import { api, isRoot, tempDir, fileDaemon, mountsUnder, waitFor } from '../helpers/fixtures.ts';
 import { buildTar } from '../../src/layer/tar-build.ts';
 
 const skip = !isRoot ? 'needs root' : false;
@@ -338,4 +339,31 @@ test('RUN layers record deletions as whiteouts: removed files and replaced direc
   assert.ok(names.includes('bin/.wh.vi'), names.join(' '));
   assert.ok(names.includes('o/.wh..wh..opq') || names.includes('.wh.o'), names.join(' '));
   assert.ok(!names.some((n) => n === 'd/keep'), 'unchanged files are not in the layer');
+});
+
+test('a client that goes away cancels the build: the RUN is killed, nothing is tagged, nothing stays mounted', { skip }, async () => {
+  // The step line shows `st""arted`: only the RUN's own output says "started".
+  const body = await ctx('FROM busybox\nRUN echo st""arted; sleep 60\n');
+  await new Promise<void>((resolve, reject) => {
+    const req = request({ socketPath: d.socket, method: 'POST', path: '/build?t=cancelled:1', headers: { 'Content-Type': 'application/x-tar', 'Content-Length': String(body.length) } }, (res) => {
+      let seen = '';
+      res.on('data', (c: Buffer) => {
+        seen += c.toString();
+        if (seen.includes('started\\n')) {
+          req.destroy();
+          resolve();
+        }
+      });
+      res.on('error', () => {});
+      res.on('end', () => reject(new Error(`the build ended before it was cancelled: ${seen}`)));
+    });
+    req.on('error', () => {});
+    req.end(body);
+  });
+  const sleeping = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').some((l) => /^sleep 60$/.test(l.trim()));
+  await waitFor(() => !sleeping(), 'the RUN process to be killed', 20000);
+  await waitFor(async () => (await mountsUnder(d.dataRoot)).filter((m) => m.includes('build')).length === 0, 'build mounts to go', 20000);
+  assert.equal((await api(d.socket, 'GET', '/images/cancelled:1/json')).status, 404);
+  const after = await build(await ctx('FROM busybox\nRUN echo still-works\n'), 'nocache=1');
+  assert.match(after.text, /still-works\n/);
 });
