@@ -1,6 +1,6 @@
 // Pull benchmark: berth (through berthd's API) vs `podman pull`, from a loopback docker-registry.
 //
-//   node_modules/node/bin/node bench/pull-bench.ts [--runs N] [--only busybox,debian,layers5]
+//   node_modules/node/bin/node bench/pull-bench.ts [--runs N] [--only busybox,debian,layers5] [--podman-topdir]
 //
 // Images (built once, cached under /var/tmp/berth-bench):
 //   busybox   busybox-static rootfs, one layer (~1 MB gzip)
@@ -10,6 +10,8 @@
 // time is POST /images/create until the progress stream ends), and fresh podman --root/--runroot
 // (the whole `podman pull` command is timed). Runs are interleaved (berth, podman, podman, berth,
 // ...) so drift hits both. Medians are printed with the ratio podman/berth (> 1: berth faster).
+// --podman-topdir: podman's store goes under a directory with ext4's T attribute, as berth marks
+// its unpack dir (see OverlaySnapshotter.init): a control for that allocator effect.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, readdir, writeFile, readFile } from 'node:fs/promises';
@@ -83,8 +85,11 @@ async function berthPull(ref: string): Promise<number> {
   }
 }
 
+const TOPDIR = join(tmpdir(), 'berth-bench-topdir');
+let podmanParent = tmpdir();
+
 async function podmanPull(ref: string): Promise<number> {
-  const base = await mkdtemp(join(tmpdir(), 'podman-bench-'));
+  const base = await mkdtemp(join(podmanParent, 'podman-bench-'));
   try {
     // Own --tmpdir too: podman's default (/run/libpod) is shared with every other podman.
     const args = ['--root', join(base, 'root'), '--runroot', join(base, 'run'), '--tmpdir', join(base, 'tmp'), '--storage-driver', 'overlay', 'pull', '--quiet', '--tls-verify=false', ref];
@@ -100,7 +105,12 @@ async function podmanPull(ref: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, only: { type: 'string' }, 'write-readme': { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, only: { type: 'string' }, 'write-readme': { type: 'boolean', default: false }, 'podman-topdir': { type: 'boolean', default: false } } });
+  if (values['podman-topdir']) {
+    await mkdir(TOPDIR, { recursive: true });
+    await execFileP('chattr', ['+T', TOPDIR]);
+    podmanParent = TOPDIR;
+  }
   const runs = Number(values.runs);
   const imgs = await images();
   const names = values.only ? values.only.split(',') : Object.keys(imgs);
@@ -135,9 +145,11 @@ async function main(): Promise<void> {
     const table = lines.join('\n');
     process.stdout.write(`${table}\n\nruns: ${runs} per tool per image; all samples (ms):\n`);
     for (const n of names) process.stdout.write(`  ${n}: berth ${results[n]!.berth.map((x) => x.toFixed(0)).join(' ')} | podman ${results[n]!.podman.map((x) => x.toFixed(0)).join(' ')}\n`);
+    if (podmanParent === TOPDIR) process.stdout.write(`podman stores under ${TOPDIR} (ext4 T attribute)\n`);
     process.stdout.write(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? ''}; load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(1)).join('/')}, at end ${loadavg().map((x) => x.toFixed(1)).join('/')}\n`);
   } finally {
     await registry.stop();
+    if (podmanParent === TOPDIR) await rm(TOPDIR, { recursive: true, force: true });
   }
 }
 
