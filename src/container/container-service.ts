@@ -390,6 +390,14 @@ export class ContainerService {
       await this.#onExitFile(rec.id, true);
       return;
     }
+    // A start that a crash interrupted (after the runtime created the container, before the
+    // record said 'running'): the runtime's container, its monitor, cgroup and mounts are
+    // undone, so the container is 'created' (or 'exited') as recorded and can start again.
+    if (existsSync(join(this.paths.runtimeRoot(rec.runtime), rec.id))) {
+      this.#d.log.info({ container: rec.id }, 'undoing a start that a crash interrupted');
+      await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
+      await this.#d.networks()?.tearDown(rec.id).catch(() => {});
+    }
     if (s === 'restarting') {
       rec.state.status = 'exited';
       await this.#save(rec);
