@@ -393,7 +393,7 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
       const stat = { name: info.name, size: info.st.size, mode: goFileMode(info.st.mode), mtime: info.st.mtime.toISOString(), linkTarget };
       ctx.res.setHeader('X-Docker-Container-Path-Stat', Buffer.from(JSON.stringify(stat)).toString('base64'));
       await send(info.st, info, rootfs);
-    });
+    }, { freeze: ctx.req.method === 'GET' });
   };
 
   r.head('/containers/{id}/archive', async (ctx) => {
@@ -426,7 +426,7 @@ export function registerContainerRoutes(r: Router, daemon: Daemon, d: RouteDeps)
       if (!st) throw notFound(`Could not find the file ${path} in container ${ctx.params.id}`);
       if (!st.isDirectory()) throw invalidArgument(`extraction point is not a directory`);
       await applyLayer(dest, decompressed(ctx.req), { mode: 'delete', host: d.host });
-    });
+    }, { freeze: true });
     noContent(ctx.res, 200);
   });
 

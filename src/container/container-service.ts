@@ -12,6 +12,11 @@
 // `restore()` reattaches to running containers (conmon outlives berthd), records exits that
 // happened while it was down, finishes or undoes half-done creates/removes, and applies restart
 // policies.
+//
+// Known limit: exec sessions live in berthd's memory (a non-TTY exec is berthd's `runc exec`
+// child, a TTY one has its own conmon). After a daemon restart their records are gone (404 on
+// /exec/<id>/json) and a running session's output has nobody to read it; the processes are
+// not tracked. Docker keeps exec state in memory too, but its shim keeps the session attached.
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile, readFile, stat, readdir, unlink } from 'node:fs/promises';
 import { watch, existsSync, type FSWatcher } from 'node:fs';
@@ -1391,13 +1396,31 @@ export class ContainerService {
     return existsSync(join(this.paths.rootfs(rec.id), 'proc')) ? this.paths.rootfs(rec.id) : `/proc/${rec.state.pid}/root`;
   }
 
-  /** Run `fn` with the container's root filesystem (mounted on the host if it is stopped). */
-  async withRootfs<T>(ref: string, fn: (rootfs: string) => Promise<T>): Promise<T> {
+  /**
+   * Run `fn` with the container's root filesystem (mounted on the host if it is stopped).
+   * `freeze`: a running container is paused meanwhile (as `podman cp` does), so its processes
+   * cannot swap a checked directory for a symlink while `fn` reads or writes through it (the
+   * path checks and the copy are then race-free); it is resumed after, and a container the
+   * user paused stays paused.
+   */
+  async withRootfs<T>(ref: string, fn: (rootfs: string) => Promise<T>, opts: { freeze?: boolean } = {}): Promise<T> {
     const rec = this.store.get(ref);
     const running = rec.state.status === 'running' || rec.state.status === 'paused';
     // Running: its host mount (never /proc/<pid>/root, see #startContainer). Stopped: mount it.
     // Never a second overlay instance over the upper dir of a running container.
     if (running && !(await isMountPoint(this.paths.rootfs(rec.id)))) throw failedPrecondition(`container ${rec.id} runs with its rootfs mounted by the runtime: stop it first`);
+    if (running && opts.freeze) {
+      // Under the container's lock: no user pause/unpause/stop interleaves with the freeze.
+      return this.#locked(rec.id, async () => {
+        const thaw = rec.state.status === 'running';
+        if (thaw) await this.runtime(rec.runtime).pause(rec.id);
+        try {
+          return await fn(this.paths.rootfs(rec.id));
+        } finally {
+          if (thaw) await this.runtime(rec.runtime).resume(rec.id).catch((err: unknown) => this.#d.log.error({ container: rec.id, err: errorMessage(err) }, 'resume after copy failed'));
+        }
+      });
+    }
     const rootfs = await this.#locked(rec.id, () => this.#mountRootfs(rec));
     try {
       return await fn(rootfs);

@@ -185,6 +185,18 @@ test('archive HEAD/GET/PUT: path stat header, 404 for a missing path, 400 for a 
   assert.ok(get.body.includes(Buffer.from('hello')));
   assert.equal((await api(d.socket, 'GET', `/containers/${id}/archive`)).status, 400, 'path is required');
   assert.equal((await api(d.socket, 'PUT', `/containers/${id}/archive?path=/tmp/f`, get.body, { 'Content-Type': 'application/x-tar' })).status, 400);
+  // A copy freezes a running container meanwhile (race-free path checks) and thaws it after; a
+  // container the user paused stays paused.
+  assert.equal((await api(d.socket, 'PUT', `/containers/${id}/archive?path=/`, get.body, { 'Content-Type': 'application/x-tar' })).status, 200);
+  assert.equal((await inspect(id)).State.Status, 'running');
+  const ex = await api(d.socket, 'POST', `/containers/${id}/exec`, { Cmd: ['cat', '/f'], AttachStdout: true });
+  const out = await api(d.socket, 'POST', `/exec/${ex.json().Id}/start`, { Detach: false });
+  assert.match(out.body.toString(), /hello/, 'copied in and the container still runs processes');
+  assert.equal((await api(d.socket, 'POST', `/containers/${id}/pause`)).status, 204);
+  assert.equal((await api(d.socket, 'PUT', `/containers/${id}/archive?path=/tmp`, get.body, { 'Content-Type': 'application/x-tar' })).status, 200);
+  assert.equal((await api(d.socket, 'GET', `/containers/${id}/archive?path=/tmp/f`)).status, 200);
+  assert.equal((await inspect(id)).State.Status, 'paused', 'still paused after the copies');
+  assert.equal((await api(d.socket, 'POST', `/containers/${id}/unpause`)).status, 204);
   assert.equal((await api(d.socket, 'DELETE', `/containers/${id}?force=1`)).status, 204);
 });
 
