@@ -149,6 +149,10 @@ class LayerApplier {
   /** Directories the tar implies but does not list (absolute path -> resolved relative path and the #dirMeta record given them). */
   readonly #implicit = new Map<string, { rel: string; meta: { mode: number; times: Times } }>();
   #lowersJob: Promise<readonly string[]> | undefined;
+  /** See #ownedAs. */
+  #newNodesOurs = false;
+  /** Directories (absolute) this layer gave a group other than berthd's (see #ownedAs). */
+  readonly #foreignGid = new Set<string>();
 
   constructor(root: string, opts: ApplyOptions) {
     this.#root = root;
@@ -175,6 +179,8 @@ class LayerApplier {
     });
     try {
       this.#root = await realpath(this.#root);
+      const rst = lstatSync(this.#root);
+      this.#newNodesOurs = this.#opts.mode === 'overlay' && (rst.mode & 0o2000) === 0 && rst.gid === EGID;
     } catch (err) {
       tar.destroy();
       throw err;
@@ -258,6 +264,7 @@ class LayerApplier {
       // "./" or "/": the layer's own root directory; only its attributes apply.
       if (h.type !== 'directory') throw refuse(name, 'the layer root must be a directory');
       this.#chownPath(this.#root, h);
+      this.#noteDirGroup(this.#root, h);
       this.#dirMeta.set(this.#root, { mode: h.mode, times: timesOf(h) });
       this.#setXattrs(name, this.#root, h);
       return;
@@ -283,6 +290,7 @@ class LayerApplier {
         // A kept directory may carry an owner from earlier in the layer: the last entry wins.
         if (kept) this.#chownPath(abs, h);
         else this.#chownNew(abs, h);
+        this.#noteDirGroup(abs, h);
         this.#dirMeta.set(abs, { mode: h.mode, times: timesOf(h) });
         // A directory's own cached resolution stays valid: it is the same real directory.
         break;
@@ -343,7 +351,7 @@ class LayerApplier {
       // chown clears setuid/setgid and file capabilities: owner first, then mode (xattrs at the end).
       if (this.#sameOwner) {
         const [uid, gid] = ownerOf(h);
-        if (!this.#ownedAs(uid, gid)) fchownSync(fd, uid, gid);
+        if (!this.#ownedAs(abs, uid, gid)) fchownSync(fd, uid, gid);
       }
       fchmodSync(fd, h.mode & 0o7777);
       const t = timesOf(h);
@@ -569,19 +577,29 @@ class LayerApplier {
   }
 
   /**
-   * Whether a node this layer just created already has owner uid:gid. In overlay mode every
-   * directory of the (fresh) root was made by this apply, mode 0700 until the end (no setgid),
-   * so a new node is owned by berthd's effective uid and gid: chown only when the tar differs.
+   * Whether node `abs`, just created by this layer, already has owner uid:gid, so the chown can
+   * be skipped. A new node's owner is berthd's effective uid; its group is berthd's effective
+   * gid unless its parent directory is setgid or the filesystem is mounted with grpid, in which
+   * case the parent's group. In overlay mode every directory below the fresh root was made by
+   * this apply, mode 0700 until the end (never setgid meanwhile), so the group is berthd's as
+   * long as the root is not setgid, has berthd's group, and the parent was not given another
+   * group by the tar (tracked in #foreignGid).
    */
-  #ownedAs(uid: number, gid: number): boolean {
-    return this.#opts.mode === 'overlay' && uid === EUID && gid === EGID;
+  #ownedAs(abs: string, uid: number, gid: number): boolean {
+    return this.#newNodesOurs && uid === EUID && gid === EGID && !this.#foreignGid.has(posix.dirname(abs));
   }
 
   /** lchown a node this layer just created to the tar's owner, when it differs. */
   #chownNew(abs: string, h: Header): void {
     if (!this.#sameOwner) return;
     const [uid, gid] = ownerOf(h);
-    if (!this.#ownedAs(uid, gid)) lchownSync(abs, uid, gid);
+    if (!this.#ownedAs(abs, uid, gid)) lchownSync(abs, uid, gid);
+  }
+
+  #noteDirGroup(abs: string, h: Header): void {
+    if (!this.#sameOwner) return;
+    if (ownerOf(h)[1] !== EGID) this.#foreignGid.add(abs);
+    else this.#foreignGid.delete(abs);
   }
 
   #invalidate(): void {

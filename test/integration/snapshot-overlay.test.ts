@@ -5,7 +5,8 @@
 // Also a rough figure: unpacking ~50 MB of small files.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, mkdir, readFile, readdir, lstat, stat, readlink, writeFile, unlink } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, readFile, readdir, lstat, stat, readlink, writeFile, unlink, chown, chmod } from 'node:fs/promises';
+import { applyLayer } from '../../src/layer/tar-apply.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -296,4 +297,23 @@ test('init marks tmp/ as a top of directory hierarchies on ext4 (unpacks spread 
   const subAttrs = execFileSync('lsattr', ['-d', sub], { encoding: 'utf8' }).split(/\s+/)[0] ?? '';
   await rm(sub, { recursive: true });
   assert.ok(!subAttrs.includes('T'), `lsattr shows ${subAttrs}`);
+});
+
+test('new nodes get the tar owner even under a setgid root of another group (the chown is skipped only when it is a no-op)', { skip: !isRoot && 'needs root' }, async () => {
+  const dir = join(base, 'setgid-root');
+  await mkdir(dir);
+  await chown(dir, 0, 4242);
+  await chmod(dir, 0o2755);
+  const tar = await buildTar([
+    { name: 'f', body: 'x', uid: 0, gid: 0 },
+    { name: 'd/', type: 'directory', uid: 0, gid: 0 },
+    { name: 'd/g', body: 'y', uid: 0, gid: 0 },
+    { name: 'l', type: 'symlink', linkname: 'f', uid: 0, gid: 0 },
+    { name: 'o', body: 'z', uid: 1000, gid: 1000 },
+  ]);
+  await applyLayer(dir, Readable.from([tar]), { mode: 'overlay', host, lowers: [] });
+  for (const [name, gid] of [['f', 0], ['d', 0], ['d/g', 0], ['l', 0], ['o', 1000]] as const) {
+    assert.equal((await lstat(join(dir, name))).gid, gid, name);
+  }
+  await rm(dir, { recursive: true });
 });
