@@ -5,7 +5,7 @@
 // copied as symlinks. Ownership is 0:0 unless --chown; modes come from the source unless
 // --chmod; mtimes are kept.
 import { constants as fsc } from 'node:fs';
-import { chmod, copyFile, lchown, lstat, lutimes, mkdir, open, readFile, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, copyFile, lchown, lstat, lutimes, mkdir, open, readdir, readFile, rm, symlink, utimes } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { spawn } from 'node:child_process';
 import { PassThrough, Transform, type Readable } from 'node:stream';
@@ -58,13 +58,23 @@ export async function copyInto(root: string, items: readonly CopyItem[], dest: s
     const e = await item.tree.entry(item.path);
     if (!e) throw notFound(`"${item.path}": not found`);
     if (e.type === 'directory') {
-      const fresh = !(await lstat(await secureJoin(root, dest)).catch(() => undefined));
+      const existing = await lstat(await secureJoin(root, dest)).catch(() => undefined);
+      const fresh = !existing;
+      // An existing empty directory (typically made by WORKDIR) takes the context's entries
+      // the same way: nothing below it can have been planted.
+      const emptyDir = !fresh && existing.isDirectory() && !(item.tree instanceof DirectoryTree) && (await readdir(await secureJoin(root, dest))).length === 0;
       await mkdirAll(root, dest, opts);
-      if (fresh) {
+      if (fresh || emptyDir) {
         // A destination this step creates holds nothing planted by the image (no symlink to
         // write through), so paths below it are joined lexically: a mounted tree is copied
         // by one cp, the context's entries are written straight from memory.
-        const destAbs = await upperPath(root, await secureJoin(root, dest), items.length === 1 ? opts.upper : undefined);
+        let destAbs = await secureJoin(root, dest);
+        if (items.length === 1 && opts.upper !== undefined) {
+          // A lower-layer directory is copied up (a no-op time update through the overlay) so
+          // that its upper half exists and takes the entries.
+          if (emptyDir) await utimes(destAbs, existing.atime, existing.mtime);
+          destAbs = await upperPath(root, destAbs, opts.upper, emptyDir);
+        }
         if (item.tree instanceof DirectoryTree) await copyTreeFresh(posix.join(item.tree.root, item.path), destAbs, opts);
         else await writeTreeFresh(item.tree, item.path, destAbs, opts);
         continue;
@@ -92,17 +102,18 @@ export async function copyInto(root: string, items: readonly CopyItem[], dest: s
 }
 
 /**
- * Where to write below `mergedAbs` (a directory just created through the overlay mounted at
- * `root`): the same directory in the upper dir when there is one and overlay put it there, the
- * merged path otherwise.
+ * Where to write below `mergedAbs` (a directory this step created, or an empty one it copied up,
+ * through the overlay mounted at `root`): the same directory in the upper dir when overlay put
+ * it there, the merged path otherwise.
  */
-async function upperPath(root: string, mergedAbs: string, upper: string | undefined): Promise<string> {
-  if (upper === undefined || !mergedAbs.startsWith(root + '/')) return mergedAbs;
+async function upperPath(root: string, mergedAbs: string, upper: string, copiedUp: boolean): Promise<string> {
+  if (!mergedAbs.startsWith(root + '/')) return mergedAbs;
   const candidate = posix.join(upper, mergedAbs.slice(root.length));
   const [m, u] = await Promise.all([lstat(mergedAbs), lstat(candidate).catch(() => undefined)]);
-  // The same directory: overlay reports the upper inode number (on its own st_dev) for a pure
-  // upper directory; a merged one shows the lower's number.
-  return u?.isDirectory() && u.ino === m.ino ? candidate : mergedAbs;
+  if (!u?.isDirectory()) return mergedAbs;
+  // A copied-up directory (empty in every lower layer) shows the lower's inode number; a pure
+  // upper one the upper's (on overlay's own st_dev): then it must be the same directory.
+  return copiedUp || u.ino === m.ino ? candidate : mergedAbs;
 }
 
 /** Create file `abs` (must not exist) with the entry's body, mode, owner and mtime. */

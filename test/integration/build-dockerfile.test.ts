@@ -313,6 +313,31 @@ test('WORKDIR creates its directory in the image (root-owned), as dockerd does',
   assert.ok(h.some((c) => c === '/bin/sh -c #(nop) WORKDIR /made/here'), h.join('\n'));
 });
 
+test('COPY of a directory: into a WORKDIR-made empty directory, a new path, and an existing non-empty directory', { skip }, async () => {
+  const df = [
+    'FROM busybox',
+    'WORKDIR /app',
+    'COPY . .',
+    'COPY d /new/',
+    'COPY d /etc/',
+    'COPY --chown=user:user d /app/owned',
+    'RUN ls -A /app | sort | tr "\\n" " "; echo; stat -c "%n %u %a" /app /app/owned/sub/f /new/sub/f; test -f /etc/passwd && echo passwd-kept; cat /etc/sub/f',
+  ].join('\n') + '\n';
+  const r = await build(await ctx(df, [{ name: 'd/sub/f', body: 'from-d\n' }, { name: 'top.txt', body: 't' }]), 't=cpdirs:1');
+  assert.equal(r.error, undefined, r.text);
+  assert.match(r.text, /^Dockerfile d owned top\.txt \n/m);
+  assert.match(r.text, /^\/app 0 755\n\/app\/owned\/sub\/f 1000 644\n\/new\/sub\/f 0 644\npasswd-kept\nfrom-d\n/m);
+  // The layer of `COPY . .` holds the context's files under app/.
+  await using dir = await tempDir('berth-cpdirs-save-');
+  const saved = await api(d.socket, 'GET', '/images/cpdirs:1/get');
+  await writeFile(join(dir.path, 'img.tar'), saved.body);
+  execFileSync('tar', ['-C', dir.path, '-xf', join(dir.path, 'img.tar')]);
+  const manifest = JSON.parse(await readFile(join(dir.path, 'manifest.json'), 'utf8')) as Array<{ Layers: string[] }>;
+  const layers = manifest[0]!.Layers;
+  const copyLayer = execFileSync('tar', ['-tf', join(dir.path, layers[layers.length - 5]!)]).toString().split('\n').map((n) => n.replace(/^\.\//, '').replace(/\/$/, ''));
+  assert.ok(copyLayer.includes('app/top.txt') && copyLayer.includes('app/d/sub/f'), copyLayer.join(' '));
+});
+
 test('RUN layers record deletions as whiteouts: removed files and replaced directories are gone from the image and the layer tar', { skip }, async () => {
   const df = [
     'FROM busybox',
