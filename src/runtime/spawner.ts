@@ -12,6 +12,8 @@
 //
 // Protocol (lines; every variable field hex-encoded, so any byte is allowed):
 //   berthd -> helper   "<req> <cwd> <stderr-path> <env NUL-joined> <argv NUL-joined>"
+//                      "C <req>"             close the fd-3 pipe (berthd read all it wanted: conmon
+//                                            keeps its end open for its whole life)
 //   helper -> berthd   "P <req> <pid>"       spawned (fork succeeded; exec failure shows as EOF)
 //                      "F <req> <message>"   could not spawn
 //                      "D <req> <bytes>"     data read from the fd-3 pipe
@@ -61,7 +63,16 @@ while (1) {
       if (!defined $n) { next if $!{EINTR} || $!{EAGAIN}; exit 0 }
       exit 0 if $n == 0;
       $in .= $buf;
-      while ($in =~ s/^([^\n]*)\n//) { spawn_one($1) }
+      while ($in =~ s/^([^\n]*)\n//) {
+        my $line = $1;
+        if ($line =~ /^C (\S+)$/) {
+          my $k = $1;
+          for my $fd (keys %pipes) {
+            next unless $pipes{$fd}[0] eq $k;
+            $sel->remove($pipes{$fd}[1]); close $pipes{$fd}[1]; delete $pipes{$fd};
+          }
+        } else { spawn_one($line) }
+      }
     } else {
       my $p = $pipes{fileno $fh};
       my $n = sysread($fh, my $buf, 65536);
@@ -172,8 +183,15 @@ export class Spawner {
     const env = Object.entries(r.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     if ([r.file, ...r.args, ...env].some((a) => a.includes('\0'))) return Promise.reject(internal('spawn: NUL in argument'));
     const line = [hex(req), hex(r.cwd), hex(r.stderrPath), hex(env.join('\0')), hex([r.file, ...r.args].join('\0'))].join(' ');
+    const key = hex(req);
+    const fd3 = new PassThrough();
+    // Once the caller is done with fd 3 (destroyed it), the helper closes its end too.
+    fd3.on('close', () => {
+      if (!this.#pending.delete(key)) return;
+      if (this.#child === child) child.stdin!.write(`C ${key}\n`);
+    });
     return new Promise<Spawned>((resolve, reject) => {
-      this.#pending.set(hex(req), { resolve, reject, fd3: new PassThrough(), spawned: false });
+      this.#pending.set(key, { resolve, reject, fd3, spawned: false });
       child.stdin!.write(line + '\n');
     });
   }

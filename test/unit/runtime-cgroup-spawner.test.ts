@@ -11,7 +11,7 @@ import { procStartTime, sameProcess } from '../../src/runtime/conmon.ts';
 import { Spawner } from '../../src/runtime/spawner.ts';
 import { parseDetachKeys, DetachScanner, DEFAULT_DETACH_KEYS } from '../../src/container/detach-keys.ts';
 import { isKind } from '../../src/core/errors.ts';
-import { tempDir } from '../helpers/fixtures.ts';
+import { tempDir, waitFor } from '../helpers/fixtures.ts';
 
 test('cgroup v2: detected from cgroup.controllers; stats, OOM kills and removal on a fake cgroupfs', async () => {
   await using root = await tempDir();
@@ -95,6 +95,13 @@ test('spawn helper: a new session, env and cwd as asked, stderr to a file, fd 3 
     const rest: Buffer[] = [];
     for await (const c of bad.fd3) rest.push(c as Buffer);
     assert.equal(Buffer.concat(rest).length, 0);
+    // Done with fd 3 while the program keeps it open (conmon does): the helper closes its end,
+    // so the program's next write fails instead of filling a pipe nobody reads.
+    const keep = await sp.spawn({ file: '/bin/sh', args: ['-c', 'trap "" PIPE; echo first >&3; sleep 0.5; echo again >&3 || echo write-failed >&2'], cwd: dir.path, env: { PATH: '/usr/bin:/bin' }, stderrPath: join(dir.path, 'err3') });
+    const first = await new Promise<Buffer>((r) => keep.fd3.once('data', r));
+    assert.equal(first.toString(), 'first\n');
+    keep.fd3.destroy();
+    await waitFor(async () => (await readFile(join(dir.path, 'err3'), 'utf8').catch(() => '')).includes('write-failed'), 'the write after release fails', 5000);
     await assert.rejects(sp.spawn({ file: '/bin/true', args: ['a\0b'], cwd: dir.path, env: {}, stderrPath: join(dir.path, 'e') }), (e: unknown) => isKind(e, 'Internal'));
   } finally {
     sp.close();
