@@ -392,3 +392,26 @@ test('a client that goes away cancels the build: the RUN is killed, nothing is t
   const after = await build(await ctx('FROM busybox\nRUN echo still-works\n'), 'nocache=1');
   assert.match(after.text, /still-works\n/);
 });
+
+test('the cache survives a berthd restart: a no-op rebuild after it reuses every step and gives the same image ID', { skip }, async () => {
+  const files: Entry[] = [{ name: 'a.txt', body: 'restart' }];
+  const df = 'FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\nENV X=1\n';
+  const first = await build(await ctx(df, files), 't=restart:1');
+  assert.equal(first.error, undefined, first.text);
+  await d.restart();
+  // an untagged build in between leaves dangling images; a prune of images must not take cached layers
+  const pr = await api(d.socket, 'POST', '/images/prune');
+  assert.equal(pr.status, 200);
+  const again = await build(await ctx(df, files));
+  assert.equal(again.error, undefined, again.text);
+  assert.equal((again.text.match(/Using cache/g) ?? []).length, 3, again.text);
+  assert.equal(again.id, first.id);
+  // The cache holds its layers itself: with the image removed and images pruned, still a hit.
+  assert.equal((await api(d.socket, 'DELETE', '/images/restart:1?force=1')).status, 200);
+  assert.equal((await api(d.socket, 'POST', '/images/prune')).status, 200);
+  assert.equal((await api(d.socket, 'GET', `/images/${first.id}/json`)).status, 404, 'the image is gone');
+  const third = await build(await ctx(df, files));
+  assert.equal(third.error, undefined, third.text);
+  assert.equal((third.text.match(/Using cache/g) ?? []).length, 3, third.text);
+  assert.equal(third.id, first.id);
+});
