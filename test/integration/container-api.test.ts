@@ -340,3 +340,23 @@ test('unknown containers and malformed bodies get Docker\'s status codes and mes
   assert.equal((await api(d.socket, 'POST', `/containers/${dup}/stop`)).status, 304, 'not running');
   for (const c of [dup, running]) assert.equal((await api(d.socket, 'DELETE', `/containers/${c}?force=1`)).status, 204);
 });
+
+test('attach with logs=1 replays past output; prune honours label and until; update changes the restart policy', { skip, timeout: 60_000 }, async () => {
+  const id = await create({ Cmd: ['sh', '-c', 'echo past-out; echo past-err >&2'], Labels: { prune: 'yes' } });
+  await api(d.socket, 'POST', `/containers/${id}/start`);
+  await api(d.socket, 'POST', `/containers/${id}/wait`);
+  const att = await api(d.socket, 'POST', `/containers/${id}/attach?logs=1&stream=0&stdout=1&stderr=1`);
+  assert.deepEqual(demux(att.body).map((f) => [f.stream, f.text]), [[1, 'past-out\n'], [2, 'past-err\n']]);
+  const keep = await create({ Cmd: ['true'], Labels: { prune: 'no' } });
+  const upd = await api(d.socket, 'POST', `/containers/${keep}/update`, { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 } });
+  assert.equal(upd.status, 200);
+  assert.deepEqual((await inspect(keep)).HostConfig.RestartPolicy, { Name: 'on-failure', MaximumRetryCount: 3 });
+  const past = await api(d.socket, 'POST', `/containers/prune?filters=${encodeURIComponent(JSON.stringify({ until: [String(Math.floor(Date.now() / 1000) - 3600)] }))}`);
+  assert.deepEqual(past.json().ContainersDeleted ?? [], [], 'nothing created an hour ago');
+  const pr = await api(d.socket, 'POST', `/containers/prune?filters=${encodeURIComponent(JSON.stringify({ label: ['prune=yes'] }))}`);
+  assert.equal(pr.status, 200);
+  assert.deepEqual(pr.json().ContainersDeleted, [id]);
+  assert.equal((await api(d.socket, 'GET', `/containers/${id}/json`)).status, 404);
+  assert.equal((await api(d.socket, 'GET', `/containers/${keep}/json`)).status, 200, 'the other label stays');
+  assert.equal((await api(d.socket, 'DELETE', `/containers/${keep}`)).status, 204);
+});

@@ -74,7 +74,12 @@ test('kill -s delivers the signal and keeps the container running; --restart alw
   const bad = await docker(d, ['kill', '-s', 'NOPE', 'ks']);
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /Invalid signal: NOPE/);
-  ok(await docker(d, ['rm', '-f', 'ks']), 'rm');
+  // stop -s: the given signal instead of the stop signal (the trap exits on USR1).
+  ok(await docker(d, ['run', '-d', '--name', 'ss', '--network', 'none', 'busybox', 'sh', '-c', 'trap "exit 9" USR1; trap "" TERM; while :; do sleep 0.1; done']), 'run ss');
+  await new Promise((r) => setTimeout(r, 300));
+  ok(await docker(d, ['stop', '-s', 'USR1', 'ss']), 'stop -s');
+  assert.equal((await inspect('ss')).State.ExitCode, 9);
+  ok(await docker(d, ['rm', '-f', 'ks', 'ss']), 'rm');
   ok(await docker(d, ['run', '-d', '--name', 'alw', '--network', 'none', '--restart', 'always', 'busybox', 'sh', '-c', 'sleep 0.3; exit 0']), 'run always');
   await waitFor(async () => (await inspect('alw')).RestartCount >= 2, 'restarted twice', 20_000);
   ok(await docker(d, ['rm', '-f', 'alw']), 'rm');
