@@ -62,7 +62,9 @@ export function createModule(): DaemonModule {
         return { id: (await puller.pull(ref, o)).image.id };
       };
       (services.infoProviders ??= []).push(async () => ({ Images: images.store.size }));
-      registerImageRoutes(router, { images, puller, registry, graphDriverData: (chain) => graphDriverData(paths.snapshots, chain) });
+      // Image events go to the container module's event bus when it is loaded (read at emit time).
+      const bus = () => (services as typeof services & { events?: { emit(t: string, a: string, id: string, attrs: Record<string, string>): unknown } }).events;
+      registerImageRoutes(router, { images, puller, registry, graphDriverData: (chain) => graphDriverData(paths.snapshots, chain), emit: (t, a, id, attrs) => void bus()?.emit(t, a, id, attrs) });
       (await import('./push-routes.ts')).registerPushRoutes(router, { images, registry });
     },
     async close(): Promise<void> {

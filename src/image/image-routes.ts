@@ -25,6 +25,8 @@ export interface ImageRouteDeps {
   registry: RegistryClient;
   /** GraphDriver.Data for an image (the snapshotter's directories). */
   graphDriverData: (chainIds: readonly string[]) => Record<string, string>;
+  /** Docker image events (pull, import, load, tag, untag, delete) to the daemon's event bus. */
+  emit?: (type: 'image', action: string, id: string, attrs: Record<string, string>) => void;
 }
 
 /**
@@ -154,6 +156,7 @@ export function filterByReference(list: StoredImage[], patterns: string[]): Stor
 
 export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void {
   const { images, puller, registry } = deps;
+  const emit = (action: string, id: string, name: string) => deps.emit?.('image', action, id, { name });
 
   const created = async (img: StoredImage): Promise<number> => {
     try {
@@ -237,6 +240,7 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
       if (message) opts.message = message;
       if (platform) opts.platform = platform;
       const img = await importRootfs(images, ctx.req, opts);
+      emit('import', img.id, img.id);
       stream.write({ status: img.id });
       stream.end();
       return;
@@ -255,6 +259,7 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
     if (auth) opts.auth = auth;
     try {
       await puller.pull(input, opts);
+      emit('pull', input, input);
     } catch (err) {
       if (!stream.started) throw err;
       images.log.warn({ image: input, err: errorMessage(err) }, 'pull failed');
@@ -284,7 +289,7 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
     const quiet = queryBool(ctx.query, 'quiet');
     const stream = new LazyJsonStream(ctx.res);
     try {
-      await loadImages(images, ctx.req, { quiet, progress: stream.write, signal: clientGone(ctx) });
+      for (const img of await loadImages(images, ctx.req, { quiet, progress: stream.write, signal: clientGone(ctx) })) emit('load', img.id, img.repoTags[0] ?? img.id);
     } catch (err) {
       if (!stream.started) throw err;
       stream.end(err);
@@ -338,6 +343,7 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
       throw invalidArgument('invalid reference format');
     }
     await images.tag(ctx.params.name!, target);
+    emit('tag', (await images.resolve(target).catch(() => undefined))?.record.id ?? ctx.params.name!, target);
     ctx.res.writeHead(201);
     ctx.res.end();
   });
@@ -345,6 +351,11 @@ export function registerImageRoutes(router: Router, deps: ImageRouteDeps): void 
   router.delete('/images/{name*}', async (ctx) => {
     const force = queryBool(ctx.query, 'force');
     const noprune = queryBool(ctx.query, 'noprune');
-    sendJson(ctx.res, 200, await images.remove(ctx.params.name!, { force, prune: !noprune }));
+    const items = await images.remove(ctx.params.name!, { force, prune: !noprune });
+    for (const it of items) {
+      if ('Untagged' in it) emit('untag', it.Untagged, it.Untagged);
+      else emit('delete', it.Deleted, it.Deleted);
+    }
+    sendJson(ctx.res, 200, items);
   });
 }

@@ -360,3 +360,15 @@ test('attach with logs=1 replays past output; prune honours label and until; upd
   assert.equal((await api(d.socket, 'GET', `/containers/${keep}/json`)).status, 200, 'the other label stays');
   assert.equal((await api(d.socket, 'DELETE', `/containers/${keep}`)).status, 204);
 });
+
+test('image events: import, tag, untag through GET /events with type=image', { skip, timeout: 60_000 }, async () => {
+  ok(await docker(d, ['tag', 'busybox', 'evtag:1']), 'tag');
+  ok(await docker(d, ['rmi', 'evtag:1']), 'rmi');
+  const ev = await docker(d, ['events', '--since', '0', '--until', String(Math.ceil(Date.now() / 1000) + 1), '--filter', 'type=image', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}']);
+  ok(ev, 'events');
+  const lines = ev.stdout.trim().split('\n');
+  assert.ok(lines.some((l) => /^image import sha256:[0-9a-f]{64}$/.test(l)), `import (the fixture's busybox): ${lines}`);
+  assert.ok(lines.includes('image tag evtag:1') || lines.some((l) => /^image tag .*evtag:1$/.test(l)), `tag: ${lines}`);
+  assert.ok(lines.some((l) => /^image untag .*evtag:1$/.test(l)), `untag: ${lines}`);
+  assert.ok(lines.every((l) => l.startsWith('image ')), 'only image events');
+});
