@@ -737,7 +737,8 @@ class BuildRun {
     // RUN sees the build args, with ENV taking precedence.
     let runEnv = argPairs.map(([k, v]) => `${k}=${v}`);
     for (const kv of cc.Env ?? []) runEnv = envListSet(runEnv, kv.slice(0, kv.indexOf('=') < 0 ? kv.length : kv.indexOf('=')), kv.includes('=') ? kv.slice(kv.indexOf('=') + 1) : '');
-    const network = ins.network ?? this.#req.network ?? 'default';
+    // RUN --network=default is the build's own network (the request's --network).
+    const network = ins.network !== undefined && ins.network !== 'default' ? ins.network : this.#req.network ?? 'default';
     // Predefined proxy args not declared with ARG stay out of the history and out of the cache
     // key (moby's IsReferencedOrNotBuiltin): a proxy change neither leaks nor rebuilds.
     const undeclaredProxy = (k: string) => (PROXY_ARGS as readonly string[]).includes(k) && !st.args.has(k);

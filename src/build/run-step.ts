@@ -86,14 +86,19 @@ export class RuncStepRunner implements StepRunner {
     const networks = () => this.#o.networks?.();
     return {
       run: (opts) => {
-        const mode = opts.network === 'bridge' ? 'default' : opts.network;
-        if (!['default', 'none', 'host'].includes(mode)) throw invalidArgument(`network mode ${JSON.stringify(opts.network)} not supported for builds (want default, none or host)`);
-        const svc = mode === 'default' ? networks() : undefined;
-        if (!svc) return this.#runOne(opts, mode === 'none' ? 'none' : 'host', undefined);
+        // default/bridge, none, host, or the name of a user-defined network (as dockerd's
+        // legacy builder takes --network); one sandbox serves every RUN of the session.
+        const mode = opts.network === 'bridge' || opts.network === '' ? 'default' : opts.network;
+        if (/^container:/.test(mode)) throw invalidArgument(`network mode ${JSON.stringify(opts.network)} not supported for builds`);
+        const svc = mode === 'none' || mode === 'host' ? undefined : networks();
+        if (!svc) {
+          if (mode !== 'none' && mode !== 'host' && mode !== 'default') throw invalidArgument(`network ${JSON.stringify(mode)} not found: no network service`);
+          return this.#runOne(opts, mode === 'none' ? 'none' : 'host', undefined);
+        }
         net ??= (async () => {
           const t0 = performance.now();
           await mkdir(filesDir, { recursive: true, mode: 0o700 });
-          const sb = await svc.setUp({ containerId: sid, name: sid, hostname: sid.slice(0, 12), networkMode: 'bridge', filesDir });
+          const sb = await svc.setUp({ containerId: sid, name: sid, hostname: sid.slice(0, 12), networkMode: mode === 'default' ? 'bridge' : mode, filesDir });
           trace('run: network setup', t0);
           return { netnsPath: sb.netnsPath, files: { hostname: sb.hostnamePath, hosts: sb.hostsPath, resolvConf: sb.resolvConfPath } };
         })();

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { api, berth, isRoot, tempDir, fileDaemon } from '../helpers/fixtures.ts';
+import { api, berth, isRoot, tempDir, fileDaemon, waitFor } from '../helpers/fixtures.ts';
 import { buildTar } from '../../src/layer/tar-build.ts';
 
 const skip = !isRoot ? 'needs root' : false;
@@ -131,4 +131,25 @@ test('berth builder prune clears the build cache', { skip, todo: skip ? false : 
   assert.equal(p.code, 0, p.stderr + p.stdout);
   assert.match(p.stdout, /Total reclaimed space:/);
   assert.equal(hits((await berth(d, ['build', dir.path], { timeoutMs: 120000 })).stdout), 0);
+});
+
+test('berth build --network NAME: RUN steps join a user-defined network; an unknown one fails the build', { skip }, async () => {
+  const net = await api(d.socket, 'POST', '/networks/create', { Name: 'buildnet' });
+  assert.equal(net.status, 201, net.text());
+  try {
+    const subnet = (await api(d.socket, 'GET', '/networks/buildnet')).json().IPAM.Config[0].Subnet as string;
+    const prefix = subnet.split('.').slice(0, 2).join('.') + '.';
+    await using dir = await tempDir('berth-bcli-');
+    await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN ip -4 addr show eth0 | grep inet\nRUN --network=default ip -4 addr show eth0 | grep -c inet\n');
+    const r = await berth(d, ['build', '--no-cache', '--network', 'buildnet', dir.path], { timeoutMs: 120000 });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, new RegExp(`inet ${prefix.replace(/\./g, '\\.')}`), `an address in ${subnet}:\n${r.stdout}`);
+    const bad = await berth(d, ['build', '--no-cache', '--network', 'nosuchnet', dir.path], { timeoutMs: 120000 });
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /nosuchnet/);
+    // the build's endpoint is gone once the answer is in (teardown may trail it a little)
+    await waitFor(async () => (await api(d.socket, 'DELETE', '/networks/buildnet')).status === 204, 'buildnet to be removable', 15000);
+  } finally {
+    await api(d.socket, 'DELETE', '/networks/buildnet');
+  }
 });
