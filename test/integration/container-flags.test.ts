@@ -101,3 +101,20 @@ test('run -t gives the container a TTY; HEALTHCHECK from the image sets State.He
   assert.equal((await inspect('hcn')).State.Health, undefined, '--no-healthcheck disables the image\'s');
   ok(await docker(d, ['rm', '-f', 'hci', 'hcn']), 'rm');
 });
+
+test('masked and read-only /proc and /sys paths as Docker sets them (those this kernel has)', { skip, timeout: 60_000 }, async () => {
+  const { MASKED_PATHS, READONLY_PATHS } = await import('../../src/runtime/spec.ts');
+  const { existsSync, statSync } = await import('node:fs');
+  const ro = ['/sys', ...READONLY_PATHS.filter((p) => existsSync(p))];
+  const maskedFiles = MASKED_PATHS.filter((p) => existsSync(p) && statSync(p).isFile());
+  const maskedDirs = MASKED_PATHS.filter((p) => existsSync(p) && statSync(p).isDirectory());
+  assert.ok(ro.length >= 4 && maskedFiles.length + maskedDirs.length >= 2, 'this kernel has enough of them to test');
+  const script = `cat /proc/mounts; echo ==; for f in ${maskedFiles.join(' ')}; do echo "$f $(cat $f 2>/dev/null | wc -c)"; done; for d in ${maskedDirs.join(' ')}; do echo "$d $(ls -A $d 2>/dev/null | wc -l)"; done`;
+  const r = await docker(d, ['run', '--rm', '--network', 'none', 'busybox', 'sh', '-c', script]);
+  ok(r, 'run');
+  const [mounts, masked] = r.stdout.split('==\n') as [string, string];
+  const opts = (p: string) => mounts.split('\n').filter((l) => l.split(' ')[1] === p).map((l) => l.split(' ')[3] ?? '').pop() ?? '';
+  for (const p of ro) assert.match(opts(p), /^ro(,|$)/, `${p} read-only in the container`);
+  for (const line of masked.trim().split('\n').filter(Boolean)) assert.match(line, / 0$/, `${line}: masked (empty)`);
+  assert.equal(masked.trim().split('\n').filter(Boolean).length, maskedFiles.length + maskedDirs.length);
+});
