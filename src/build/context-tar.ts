@@ -8,10 +8,27 @@ import { PassThrough, type Readable } from 'node:stream';
 import { spawn } from 'node:child_process';
 import { pack as tarPack } from 'tar-stream';
 import { Dockerignore } from './dockerignore.ts';
+import { buildTar } from '../layer/tar-build.ts';
 
 export interface PackOptions {
   /** Dockerfile path relative to the context (default "Dockerfile"). */
   dockerfile?: string;
+  /**
+   * The Dockerfile's content from elsewhere (`build -f - PATH`: read from stdin): sent as the
+   * context's first entry under `dockerfile`, replacing a file of that name in the directory.
+   */
+  dockerfileData?: Buffer;
+}
+
+/** The archive bytes of the injected Dockerfile entry (no end-of-archive blocks), or none. */
+async function injected(opts: PackOptions): Promise<Buffer> {
+  if (!opts.dockerfileData) return Buffer.alloc(0);
+  const name = posix.normalize(opts.dockerfile ?? 'Dockerfile');
+  const tar = await buildTar([{ name, mode: 0o600, mtime: new Date(), uid: 0, gid: 0, body: opts.dockerfileData }]);
+  // buildTar ends the archive with two zero blocks: the entry is everything before them.
+  const end = tar.length - 1024;
+  if (end < 512 || tar.subarray(end).some((b) => b !== 0)) throw new Error('unexpected tar trailer');
+  return tar.subarray(0, end);
 }
 
 /** Paths (relative, slash-separated, sorted) that a context walk would send. */
@@ -75,7 +92,9 @@ export function packContext(dir: string, opts: PackOptions = {}): Readable {
   void (async () => {
     let names: string[];
     try {
-      names = (await contextWalk(root, opts)).filter((e) => e.packable).map((e) => e.path);
+      const skip = opts.dockerfileData ? posix.normalize(opts.dockerfile ?? 'Dockerfile') : undefined;
+      names = (await contextWalk(root, opts)).filter((e) => e.packable && e.path !== skip).map((e) => e.path);
+      out.write(await injected(opts));
     } catch (err) {
       out.destroy(err as Error);
       return;
@@ -105,7 +124,10 @@ export function packContext(dir: string, opts: PackOptions = {}): Readable {
   return out;
 }
 
-/** packContext without GNU tar: stat, read and write every entry from Node. */
+/**
+ * packContext without GNU tar: stat, read and write every entry from Node (the injected
+ * Dockerfile, if any, is already in the output).
+ */
 function packContextJs(root: string, opts: PackOptions): Readable {
   const pack = tarPack();
   const prepare = async (p: string): Promise<Prepared> => {
@@ -117,7 +139,8 @@ function packContextJs(root: string, opts: PackOptions): Readable {
   };
   void (async () => {
     try {
-      const files = await contextFiles(root, opts);
+      const skip = opts.dockerfileData ? posix.normalize(opts.dockerfile ?? 'Dockerfile') : undefined;
+      const files = (await contextFiles(root, opts)).filter((p) => p !== skip);
       const queue: Array<Promise<Prepared>> = [];
       let next = 0;
       const fill = () => {

@@ -165,6 +165,38 @@ test('packContext honours .dockerignore but always sends the Dockerfile and .doc
   }
 }));
 
+test('packContext with dockerfileData (build -f - PATH): the given Dockerfile replaces the directory\'s, with GNU tar and without', () => withTmp(async (dir) => {
+  const src = join(dir, 'src');
+  await mkdir(src);
+  await writeFile(join(src, 'Dockerfile'), 'FROM on-disk\n');
+  await writeFile(join(src, 'data.txt'), 'd');
+  const data = Buffer.from('FROM from-stdin\n');
+  for (const [i, noTar] of [false, true].entries()) {
+    const path = process.env.PATH;
+    if (noTar) process.env.PATH = '';
+    let ctx: BuildContext;
+    try {
+      ctx = await BuildContext.fromTar(packContext(src, { dockerfile: 'Dockerfile', dockerfileData: data }), join(dir, `out${i}`));
+    } finally {
+      process.env.PATH = path;
+    }
+    try {
+      assert.equal((await ctx.readFile('Dockerfile'))?.toString(), 'FROM from-stdin\n', noTar ? 'without tar' : 'with tar');
+      assert.equal((await ctx.entry('data.txt'))?.digest, sha('d'));
+      assert.deepEqual((await ctx.list('')).map((e) => e.path), ['Dockerfile', 'data.txt']);
+    } finally {
+      await ctx.cleanup();
+    }
+  }
+  const other = await BuildContext.fromTar(packContext(src, { dockerfile: '.dockerfile.0123', dockerfileData: data }), join(dir, 'out-other'));
+  try {
+    assert.equal((await other.readFile('.dockerfile.0123'))?.toString(), 'FROM from-stdin\n');
+    assert.equal((await other.readFile('Dockerfile'))?.toString(), 'FROM on-disk\n');
+  } finally {
+    await other.cleanup();
+  }
+}));
+
 test('DirectoryTree stats and digests files on demand', () => withTmp(async (dir) => {
   await mkdir(join(dir, 'a'));
   await writeFile(join(dir, 'a/f'), 'data');
