@@ -129,8 +129,10 @@ export async function applyLayerInWorker(root: string, tar: Readable, opts: Appl
     highWaterMark: 1 << 20,
     write(chunk: Buffer, _enc, cb) {
       // A copy the worker owns: the chunk's memory may be shared (pooled or sliced buffers).
-      const buf = new ArrayBuffer(chunk.length);
-      new Uint8Array(buf).set(chunk);
+      // allocUnsafeSlow: an ArrayBuffer of its own, and not zero-filled before the copy.
+      const copy = Buffer.allocUnsafeSlow(chunk.length);
+      chunk.copy(copy);
+      const buf = copy.buffer as ArrayBuffer;
       outstanding += chunk.length;
       post({ type: 'data', buf }, [buf]);
       if (outstanding <= WINDOW) cb();
