@@ -9,7 +9,8 @@
 // that write a layer, the layer's diffID, blob and chain ID. Layers stay alive because the
 // cache registers them as GC roots with the image service; an entry whose blob or snapshot
 // has gone is treated as a miss. The cache is bounded: least recently used entries go first
-// once `maxEntries` is exceeded; `prune()` drops everything.
+// once `maxEntries` or `maxBytes` (the layer bytes the entries hold) is exceeded, and the image
+// service's GC then frees what no entry or image holds; `prune()` drops everything.
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../core/digest.ts';
@@ -36,13 +37,25 @@ interface IndexFile {
 export class BuildCache {
   readonly root: string;
   readonly maxEntries: number;
+  /** Bound on the layer bytes the entries hold (uncompressed layer blobs, each counted once). */
+  readonly maxBytes: number;
   #entries = new Map<string, CacheEntry>();
   #saving: Promise<void> = Promise.resolve();
   #dirty = false;
 
-  constructor(root: string, opts: { maxEntries?: number } = {}) {
+  constructor(root: string, opts: { maxEntries?: number; maxBytes?: number } = {}) {
     this.root = root;
     this.maxEntries = opts.maxEntries ?? 5000;
+    this.maxBytes = opts.maxBytes ?? 20 * 1024 ** 3;
+  }
+
+  /** Layer bytes the entries hold, each blob counted once. */
+  get bytes(): number {
+    const seen = new Map<string, number>();
+    for (const e of this.#entries.values()) if (e.layer) seen.set(e.layer.blob.digest, e.layer.blob.size);
+    let n = 0;
+    for (const v of seen.values()) n += v;
+    return n;
   }
 
   get tmp(): string {
@@ -87,6 +100,22 @@ export class BuildCache {
     while (this.#entries.size > this.maxEntries) {
       const oldest = this.#entries.keys().next().value as string;
       this.#entries.delete(oldest);
+    }
+    // Then by bytes, least recently used first; the entry just added always stays.
+    if (entry.layer && this.bytes > this.maxBytes) {
+      const users = new Map<string, number>();
+      for (const e of this.#entries.values()) if (e.layer) users.set(e.layer.blob.digest, (users.get(e.layer.blob.digest) ?? 0) + 1);
+      let bytes = this.bytes;
+      while (bytes > this.maxBytes && this.#entries.size > 1) {
+        const oldest = this.#entries.keys().next().value as string;
+        const l = this.#entries.get(oldest)!.layer;
+        this.#entries.delete(oldest);
+        if (l) {
+          const left = users.get(l.blob.digest)! - 1;
+          users.set(l.blob.digest, left);
+          if (left === 0) bytes -= l.blob.size;
+        }
+      }
     }
     this.#dirty = true;
   }

@@ -314,6 +314,31 @@ test('the cache is bounded (LRU) and persisted; prune empties it', async () => {
   }
 });
 
+test('the cache is bounded by layer bytes too: least recently used layers go first, shared blobs count once', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-cache-'));
+  try {
+    const c = new BuildCache(dir, { maxBytes: 250 });
+    await c.init();
+    const layer = (d: string, size: number) => ({ diffId: sha256(d), chainId: sha256('c' + d), blob: { digest: sha256(d), size, mediaType: 'x' } });
+    c.put('a', { created: 'a', layer: layer('A', 100) });
+    c.put('a2', { created: 'a2', layer: layer('A', 100) });
+    c.put('b', { created: 'b', layer: layer('B', 100) });
+    c.put('meta', { created: 'm' });
+    assert.equal(c.bytes, 200, 'A counted once');
+    c.get('a');
+    c.put('c', { created: 'c', layer: layer('C', 100) });
+    assert.ok(c.bytes <= 250);
+    assert.equal(c.get('a2'), undefined, 'the least recently used went first');
+    assert.equal(c.get('b'), undefined, 'then the next, until under the bound');
+    assert.ok(c.get('a') && c.get('c') && c.get('meta'));
+    c.put('huge', { created: 'h', layer: layer('H', 1000) });
+    assert.ok(c.get('huge'), 'the entry just added stays even alone over the bound');
+    assert.equal(c.size, 1);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('layers are leased against image GC while the build runs, and released after it', async () => {
   const s = await setup();
   try {
