@@ -4,7 +4,6 @@
 // stream framing: 8-byte headers [stream, 0, 0, 0, len u32be] without a TTY, raw bytes with one.
 import { createReadStream } from 'node:fs';
 import { open, stat, rename, unlink } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { watch } from 'node:fs';
 
 export interface LogEntry {
@@ -104,9 +103,10 @@ export async function streamLogs(
   for (const f of files) {
     if (signal.aborted) return;
     let bytes = 0;
-    const rl = createInterface({ input: createReadStream(f), crlfDelay: Infinity });
-    for await (const line of rl) {
-      bytes += Buffer.byteLength(line) + 1;
+    for await (const { line, size, complete } of fileLines(f)) {
+      // A line still being written is the follower's to read once it is complete.
+      if (!complete && opts.follow && f === logPath) break;
+      bytes += size;
       const e = parseLogLine(line);
       if (!e || !want(e)) continue;
       if (opts.tail !== undefined) {
@@ -138,6 +138,24 @@ export async function followLog(logPath: string, offset: number, onEntry: (e: Lo
     const e = parseLogLine(line);
     if (e) onEntry(e);
   }, stopped, signal);
+}
+
+/**
+ * The lines of a file split on "\n" only: a TTY's "\r\n" keeps its "\r" (Docker returns it),
+ * and `size` counts the exact bytes (with the newline) so a follower resumes where this ended.
+ */
+async function* fileLines(path: string): AsyncGenerator<{ line: string; size: number; complete: boolean }> {
+  let rest: Buffer = Buffer.alloc(0);
+  for await (const chunk of createReadStream(path)) {
+    const buf: Buffer = rest.length ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    let start = 0;
+    for (let i = buf.indexOf(0x0a); i >= 0; i = buf.indexOf(0x0a, start)) {
+      yield { line: buf.toString('utf8', start, i), size: i + 1 - start, complete: true };
+      start = i + 1;
+    }
+    rest = buf.subarray(start);
+  }
+  if (rest.length) yield { line: rest.toString('utf8'), size: rest.length, complete: false };
 }
 
 /** Tail -F: read appended lines from `offset`, reopening when the file is rotated or truncated. */

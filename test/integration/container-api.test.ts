@@ -103,6 +103,21 @@ test('logs: multiplexed streams, timestamps, since and until select by time, tai
   assert.deepEqual(demux(tail.body).map((f) => f.text), ['c\n']);
   assert.equal((await api(d.socket, 'GET', `/containers/${id}/logs`)).status, 400, 'no stream chosen');
   assert.equal((await api(d.socket, 'DELETE', `/containers/${id}`)).status, 204);
+  // With a TTY there is one stream and no framing.
+  const t = await create({ Cmd: ['sh', '-c', 'echo tty-line'], Tty: true });
+  await api(d.socket, 'POST', `/containers/${t}/start`);
+  await api(d.socket, 'POST', `/containers/${t}/wait`);
+  const raw = await api(d.socket, 'GET', `/containers/${t}/logs?stdout=1&stderr=1`);
+  assert.equal(raw.headers['content-type'], 'application/vnd.docker.raw-stream');
+  assert.equal(raw.text(), 'tty-line\r\n');
+  assert.equal((await api(d.socket, 'DELETE', `/containers/${t}`)).status, 204);
+  // follow on a TTY container: the lines read from the file, then the live ones, each once.
+  const f = await create({ Cmd: ['sh', '-c', 'echo l1; echo l2; sleep 1.5; echo l3; sleep 0.3; echo l4'], Tty: true });
+  await api(d.socket, 'POST', `/containers/${f}/start`);
+  await new Promise((r) => setTimeout(r, 700));
+  const fol = await api(d.socket, 'GET', `/containers/${f}/logs?stdout=1&follow=1`);
+  assert.equal(fol.text(), 'l1\r\nl2\r\nl3\r\nl4\r\n');
+  assert.equal((await api(d.socket, 'DELETE', `/containers/${f}`)).status, 204);
 });
 
 test('events: streamed live with filters, replayed with since/until', { skip, timeout: 60_000 }, async () => {
