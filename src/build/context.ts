@@ -16,9 +16,9 @@ import { constants as fsc } from 'node:fs';
 import { lstat, mkdir, mkdtemp, open, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { posix, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
-import { invalidArgument, notFound } from '../core/errors.ts';
+import { BerthError, invalidArgument, notFound } from '../core/errors.ts';
 import { cleanEntryName, secureResolve } from '../layer/secure-join.ts';
 import { autoDecompress } from '../layer/compression.ts';
 import { Dockerignore } from './dockerignore.ts';
@@ -133,7 +133,7 @@ export class BuildContext implements SourceTree {
     let count = 0;
     const ex = tarExtract();
     let feedError: unknown;
-    const feeding = pipeline(stream, autoDecompress(), ex as unknown as NodeJS.WritableStream, { signal: limits.signal } as object).catch((err: unknown) => {
+    const feeding = pipeline(stream, autoDecompress(), completeTarTail(), ex as unknown as NodeJS.WritableStream, { signal: limits.signal } as object).catch((err: unknown) => {
       feedError = err;
     });
     try {
@@ -156,7 +156,8 @@ export class BuildContext implements SourceTree {
       ex.destroy();
       stream.destroy();
       await feeding;
-      throw err;
+      if (err instanceof BerthError) throw err;
+      throw invalidArgument(`invalid build context: ${(err as Error).message}`);
     }
     await feeding;
     if (feedError !== undefined) throw invalidArgument(`invalid build context: ${(feedError as Error).message}`);
@@ -496,3 +497,59 @@ export async function expandSource(tree: SourceTree, src: string): Promise<strin
   return out;
 }
 
+
+/**
+ * Go's archive/tar, which dockerd reads contexts with, takes an archive that stops right after
+ * the last entry's data (no padding to 512 bytes, no end-of-archive blocks): the docker CLI's
+ * `build -f - PATH` sends such archives (its Dockerfile-injecting wrapper never closes the tar
+ * writer). tar-stream calls that "Unexpected end of data", so the missing padding and end blocks
+ * are added here, and only in exactly that case: an archive cut inside a header or inside an
+ * entry's data is left as it is and fails.
+ */
+export function completeTarTail(): Transform {
+  let pos = 0; // bytes seen
+  let nextHeader = 0; // offset of the next header block
+  let dataEnd = 0; // where the current entry's data ends (its padding follows)
+  let header: Buffer[] = [];
+  let headerLen = 0;
+  const parseSize = (h: Buffer): number => {
+    const f = h.subarray(124, 136);
+    if (f[0]! & 0x80) {
+      let n = 0;
+      for (let i = 1; i < f.length; i++) n = n * 256 + f[i]!;
+      return n;
+    }
+    const t = f.toString('latin1').replace(/\0.*$/s, '').trim();
+    return t === '' ? 0 : parseInt(t, 8);
+  };
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      let off = 0;
+      while (off < chunk.length) {
+        const at = pos + off;
+        if (at < nextHeader) {
+          off += Math.min(chunk.length - off, nextHeader - at);
+          continue;
+        }
+        const take = Math.min(chunk.length - off, 512 - headerLen);
+        header.push(chunk.subarray(off, off + take));
+        headerLen += take;
+        off += take;
+        if (headerLen === 512) {
+          const h = Buffer.concat(header);
+          header = [];
+          headerLen = 0;
+          const size = h.every((b) => b === 0) ? 0 : parseSize(h);
+          dataEnd = nextHeader + 512 + size;
+          nextHeader = dataEnd + ((512 - (size % 512)) % 512);
+        }
+      }
+      pos += chunk.length;
+      cb(null, chunk);
+    },
+    flush(cb) {
+      if (headerLen === 0 && pos === dataEnd && pos < nextHeader) cb(null, Buffer.alloc(nextHeader - pos + 1024));
+      else cb();
+    },
+  });
+}

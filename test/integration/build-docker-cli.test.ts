@@ -39,7 +39,7 @@ test('docker build (legacy builder): progress, tags, build args, -f, --target, c
   assert.doesNotMatch(t.stdout, /CMD/);
 });
 
-test('docker build: a failing RUN exits non-zero with the error; Dockerfile from stdin', { skip }, async () => {
+test('docker build: a failing RUN exits with its code and the error; Dockerfile from stdin, alone and with -f - PATH', { skip }, async () => {
   await using dir = await tempDir('berth-cli-build-');
   await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN echo out; exit 7\n');
   const r = await legacy(['build', '-t', 'clifail:1', dir.path]);
@@ -49,6 +49,11 @@ test('docker build: a failing RUN exits non-zero with the error; Dockerfile from
   const s = await legacy(['build', '-t', 'clistdin:1', '-'], 'FROM busybox\nRUN echo from-stdin\n');
   assert.equal(s.code, 0, s.stderr + s.stdout);
   assert.match(s.stdout, /from-stdin/);
+  // -f - with a context directory: the CLI adds the Dockerfile to the context under a random name
+  await writeFile(join(dir.path, 'ctx.txt'), 'context file\n');
+  const f = await legacy(['build', '-t', 'clistdin:2', '-f', '-', dir.path], 'FROM busybox\nCOPY ctx.txt /\nRUN cat /ctx.txt\n');
+  assert.equal(f.code, 0, f.stderr + f.stdout);
+  assert.match(f.stdout, /context file\n/);
 });
 
 test('docker-compose 1.29 build: context, dockerfile, args, target, labels, network', { skip }, async () => {

@@ -197,6 +197,26 @@ test('packContext with dockerfileData (build -f - PATH): the given Dockerfile re
   }
 }));
 
+test('an archive that stops right after the last entry\'s data (docker CLI -f -) is read; one cut inside an entry is refused', () => withTmp(async (dir) => {
+  const full = await buildTar([{ name: 'Dockerfile', body: 'FROM scratch\n' }, { name: '.dockerignore', body: 'x'.repeat(47) }]);
+  // header(512) + data(13, padded to 512) + header(512) + data(47): no padding, no end blocks
+  const unpadded = full.subarray(0, 512 * 3 + 47);
+  for (const [i, chunks] of [[unpadded], [unpadded.subarray(0, 700), unpadded.subarray(700, 1600), unpadded.subarray(1600)]].entries()) {
+    const ctx = await BuildContext.fromTar(Readable.from(chunks), join(dir, `ok${i}`));
+    try {
+      assert.equal((await ctx.readFile('Dockerfile'))?.toString(), 'FROM scratch\n');
+      assert.equal((await ctx.readFile('.dockerignore'))?.toString(), 'x'.repeat(47));
+    } finally {
+      await ctx.cleanup();
+    }
+  }
+  await assert.rejects(BuildContext.fromTar(Readable.from([unpadded.subarray(0, 512 * 3 + 20)]), join(dir, 'cut-data')), (e) => kindOf(e) === 'InvalidArgument');
+  await assert.rejects(BuildContext.fromTar(Readable.from([unpadded.subarray(0, 512 * 2 + 100)]), join(dir, 'cut-header')), (e) => kindOf(e) === 'InvalidArgument');
+  // a complete archive is unchanged
+  const ctx = await BuildContext.fromTar(Readable.from([full]), join(dir, 'full'));
+  await ctx.cleanup();
+}));
+
 test('DirectoryTree stats and digests files on demand', () => withTmp(async (dir) => {
   await mkdir(join(dir, 'a'));
   await writeFile(join(dir, 'a/f'), 'data');
