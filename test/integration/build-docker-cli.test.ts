@@ -9,7 +9,7 @@ import { api, docker, isRoot, run, tempDir, fileDaemon } from '../helpers/fixtur
 const skip = !isRoot ? 'needs root' : false;
 const d = fileDaemon(skip);
 
-const legacy = (args: string[], input?: string) =>
+const legacy = (args: string[], input?: string | Buffer) =>
   docker({ ...d, env: { ...d.env, DOCKER_BUILDKIT: '0' } }, args, { timeoutMs: 120000, ...(input !== undefined ? { input } : {}) });
 
 test('docker build (legacy builder): progress, tags, build args, -f, --target, cache, --iidfile', { skip }, async () => {
@@ -93,6 +93,25 @@ test('docker builder prune (POST /build/prune) empties the build cache', { skip 
   assert.equal(p.code, 0, p.stderr + p.stdout);
   assert.match(p.stdout, /Total reclaimed space:/);
   assert.doesNotMatch((await legacy(['build', dir.path])).stdout, /Using cache/);
+});
+
+test('docker build flags: --label, --network none/host, --platform, --no-cache, --pull, -q, a gzipped context on stdin', { skip }, async () => {
+  await using dir = await tempDir('berth-cli-build-');
+  await writeFile(join(dir.path, 'Dockerfile'), 'FROM busybox\nRUN ls /sys/class/net\n');
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch;
+  const none = await legacy(['build', '--no-cache', '--pull', '--network', 'none', '--platform', `linux/${arch}`, '--label', 'via=docker', '-t', 'dflags:1', dir.path]);
+  assert.equal(none.code, 0, none.stderr + none.stdout);
+  assert.match(none.stdout, /Running in \w+\nlo\nRemoving/, 'only lo with --network none');
+  assert.match(none.stdout, /Pulling busybox/);
+  assert.equal((await api(d.socket, 'GET', '/images/dflags:1/json')).json().Config.Labels.via, 'docker');
+  const host = await legacy(['build', '--no-cache', '-q', '--network', 'host', dir.path]);
+  assert.equal(host.code, 0, host.stderr);
+  assert.match(host.stdout.trim(), /^sha256:[0-9a-f]{64}$/);
+  const { execFileSync } = await import('node:child_process');
+  const tgz = execFileSync('tar', ['-C', dir.path, '-cz', '.']);
+  const z = await legacy(['build', '-t', 'dflags:gz', '-'], tgz);
+  assert.equal(z.code, 0, z.stderr + z.stdout);
+  assert.match(z.stdout, /Successfully tagged dflags:gz/);
 });
 
 test('plain docker build (no DOCKER_BUILDKIT) picks the classic builder from _ping', { skip }, async () => {
