@@ -266,6 +266,16 @@ test('attach with stdin and a TTY; detach keys end the attach and leave the cont
   assert.equal((await inspect(id)).State.Running, true);
   const ev = await api(d.socket, 'GET', `/events?since=0&until=${Date.now() / 1000 + 1}&filters=${encodeURIComponent(JSON.stringify({ event: ['detach'], container: ['ttyapi'] }))}`);
   assert.equal(ev.text().trim().split('\n').length, 2, 'a detach event per detach');
+  // An exec session with a TTY detaches the same way (its DetachKeys) and keeps running.
+  const ex = await api(d.socket, 'POST', `/containers/${id}/exec`, { Cmd: ['sh'], Tty: true, AttachStdin: true, AttachStdout: true, DetachKeys: 'ctrl-x' });
+  const eid = ex.json().Id as string;
+  const e = await hijack(`/exec/${eid}/start`, { Detach: false, Tty: true });
+  e.send('echo in-$((6*7))-exec\n');
+  await waitFor(() => e.output().includes('in-42-exec'), 'exec shell output');
+  e.send(Buffer.from([0x18]));
+  await Promise.race([e.closed, new Promise((_, rej) => setTimeout(() => rej(new Error('exec detach')), 5000))]);
+  const ej = (await api(d.socket, 'GET', `/exec/${eid}/json`)).json();
+  assert.equal(ej.Running, true, 'the exec session keeps running after its client detached');
   const badKeys = await api(d.socket, 'POST', `/containers/${id}/attach?stream=1&stdin=1&detachKeys=nonsense`);
   assert.equal(badKeys.status, 400);
   assert.match(badKeys.json().message, /Invalid detach keys \(nonsense\) provided/);
