@@ -606,8 +606,21 @@ export class ContainerService {
     const net = hc.NetworkMode === 'none' || hc.NetworkMode === 'host' ? undefined : this.#d.networks();
     const vols = this.#d.volumes();
     const tr = tracer(`start ${id.slice(0, 12)}`, this.#d.log);
+    // The network (namespace, CNI plugins, /etc files) is set up while the rootfs is mounted and
+    // the user resolved: the two do not depend on each other, and the plugins are the slower.
+    let netSetUp: Promise<Sandbox> | undefined;
     try {
       await mkdir(bundle, { recursive: true, mode: 0o700 });
+      if (net) {
+        netSetUp = net.setUp({
+          containerId: id, name: rec.name.slice(1), hostname: rec.config.Hostname ?? id.slice(0, 12), domainname: rec.config.Domainname,
+          networkMode: hc.NetworkMode ?? 'bridge', endpointsConfig: (rec.networkingConfig as { EndpointsConfig?: never } | undefined)?.EndpointsConfig,
+          portBindings: hc.PortBindings as never, publishAllPorts: hc.PublishAllPorts as boolean | undefined,
+          exposedPorts: Object.keys(rec.config.ExposedPorts ?? {}), dns: hc.Dns, dnsSearch: hc.DnsSearch, dnsOptions: hc.DnsOptions,
+          extraHosts: hc.ExtraHosts, filesDir: this.paths.dir(id),
+        });
+        netSetUp.catch(() => {}); // awaited below (or in the catch block when the mount fails first)
+      }
       const snap = this.#d.snapshotter();
       if (!snap) throw internal('no snapshotter');
       // The rootfs is mounted on the host (bundle/rootfs), as Docker and Podman do: `docker cp`
@@ -641,14 +654,8 @@ export class ContainerService {
       tr('user');
       const hostNet = hc.NetworkMode === 'host';
       let files = { hostname: this.paths.etcFile(id, 'hostname'), hosts: this.paths.etcFile(id, 'hosts'), resolvConf: this.paths.etcFile(id, 'resolv.conf') };
-      if (net) {
-        sandbox = await net.setUp({
-          containerId: id, name: rec.name.slice(1), hostname: rec.config.Hostname ?? id.slice(0, 12), domainname: rec.config.Domainname,
-          networkMode: hc.NetworkMode ?? 'bridge', endpointsConfig: (rec.networkingConfig as { EndpointsConfig?: never } | undefined)?.EndpointsConfig,
-          portBindings: hc.PortBindings as never, publishAllPorts: hc.PublishAllPorts as boolean | undefined,
-          exposedPorts: Object.keys(rec.config.ExposedPorts ?? {}), dns: hc.Dns, dnsSearch: hc.DnsSearch, dnsOptions: hc.DnsOptions,
-          extraHosts: hc.ExtraHosts, filesDir: this.paths.dir(id),
-        });
+      if (netSetUp) {
+        sandbox = await netSetUp;
         files = { hostname: sandbox.hostnamePath, hosts: sandbox.hostsPath, resolvConf: sandbox.resolvConfPath };
       } else {
         const hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
@@ -724,6 +731,8 @@ export class ContainerService {
     } catch (err) {
       await rt.delete(id, true).catch(() => {});
       await this.cgroups.remove(id, rec.cgroupParent).catch(() => {});
+      // A set-up still in flight (the mount failed first) is waited for, then undone.
+      if (!sandbox && netSetUp) sandbox = await netSetUp.catch(() => undefined);
       if (sandbox && net) await net.tearDown(id).catch(() => {});
       await this.#unmountRootfs(id).catch(() => {});
       const msg = errorMessage(err);
