@@ -421,3 +421,26 @@ test('builder prune: asks first; -f -a --filter --keep-storage reach POST /build
     await d.close();
   }
 });
+
+test('build -f - PATH: the Dockerfile from stdin travels in the context under a random name', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-cli-build-'));
+  const d = await startFakeDaemon((r, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ aux: { ID: ID } }) + '\n');
+  });
+  try {
+    await writeFile(join(dir, 'hello.txt'), 'hi\n');
+    const r = await runBerth(['build', '-q', '-f', '-', dir], { host: d.host, stdin: 'FROM scratch\nCOPY hello.txt /\n' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${ID}\n`);
+    const q = d.requests.at(-1)!;
+    const name = q.query.get('dockerfile')!;
+    assert.match(name, /^\.dockerfile\.[0-9a-f]{20}$/);
+    assert.ok(q.body.includes(name), 'the named entry is in the context tar');
+    assert.ok(q.body.includes('FROM scratch\nCOPY hello.txt /\n'), 'with stdin as its content');
+    assert.ok(q.body.includes('hello.txt'), 'beside the context files');
+  } finally {
+    await d.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

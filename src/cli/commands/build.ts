@@ -5,6 +5,7 @@
 import { writeFile, stat } from 'node:fs/promises';
 import { relative, resolve, sep } from 'node:path';
 import { Transform, Writable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import type { Command } from '../command.ts';
 import { isTerminal } from '../command.ts';
 import { displayJsonMessages } from '../render/jsonmessage.ts';
@@ -82,14 +83,23 @@ export const build: Command = {
       const dir = resolve(src!);
       const st = await stat(dir).catch(() => undefined);
       if (!st?.isDirectory()) throw new Error(`unable to prepare context: path "${src}" not found`);
-      if (f.string('file')) {
+      let dockerfileData: Buffer | undefined;
+      if (f.string('file') === '-') {
+        // -f - PATH: the Dockerfile comes from stdin and travels as an extra entry of the
+        // context under a random name, as the docker CLI sends it.
+        if (isTerminal(ctx.io.stdin)) throw new Error('"-f -" requires a Dockerfile on stdin');
+        const chunks: Buffer[] = [];
+        for await (const c of ctx.io.stdin as AsyncIterable<Buffer | string>) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+        dockerfileData = Buffer.concat(chunks);
+        dockerfile = `.dockerfile.${randomBytes(10).toString('hex')}`;
+      } else if (f.string('file')) {
         // -f is relative to the current directory, and must lie inside the context.
         const rel = relative(dir, resolve(f.string('file')));
         if (rel.startsWith('..') || rel.startsWith(sep)) throw new Error(`the Dockerfile (${f.string('file')}) must be within the build context`);
         dockerfile = rel.split(sep).join('/');
       }
       const { packContext } = await import('../../build/context-tar.ts');
-      body = packContext(dir, { dockerfile });
+      body = packContext(dir, dockerfileData ? { dockerfile, dockerfileData } : { dockerfile });
     }
     let sent = 0;
     const counted = body?.pipe(
