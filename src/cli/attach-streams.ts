@@ -9,6 +9,7 @@
 import type { Duplex } from 'node:stream';
 import type { Writable } from 'node:stream';
 import type { Ctx } from './command.ts';
+import { DetachScanner, parseDetachKeys, DEFAULT_DETACH_KEYS } from '../pkg/detach-keys.ts';
 
 export class StdcopyError extends Error {}
 
@@ -57,57 +58,6 @@ export interface HijackOptions {
   detachKeys?: string;
 }
 
-export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
-
-/** term.ToBytes: "ctrl-p,ctrl-q" -> [0x10, 0x11]; single characters stand for themselves. */
-export function detachKeyBytes(spec: string): number[] {
-  return spec.split(',').map((k) => {
-    const key = k.trim();
-    if (key.length === 1) return key.charCodeAt(0);
-    const m = /^ctrl-(.)$/i.exec(key);
-    if (m) {
-      const c = m[1]!.toLowerCase();
-      if (c >= 'a' && c <= 'z') return c.charCodeAt(0) - 96;
-      const special: Record<string, number> = { '@': 0, '[': 27, '\\': 28, ']': 29, '^': 30, _: 31 };
-      if (c in special) return special[c]!;
-    }
-    throw new Error(`Unknown character: '${key}'`);
-  });
-}
-
-/**
- * term.NewEscapeProxy: pass input through until the detach sequence is typed. Bytes that start
- * the sequence are held back and released if the sequence breaks off.
- */
-export class EscapeProxy {
-  readonly #keys: number[];
-  #matched = 0;
-  constructor(keys: number[]) {
-    this.#keys = keys;
-  }
-  /** The bytes to forward, and whether the sequence completed (stop reading then). */
-  feed(chunk: Buffer): { forward: Buffer; detached: boolean } {
-    const out: number[] = [];
-    for (const b of chunk) {
-      if (b === this.#keys[this.#matched]) {
-        this.#matched++;
-        if (this.#matched === this.#keys.length) return { forward: Buffer.from(out), detached: true };
-        continue;
-      }
-      if (this.#matched > 0) {
-        out.push(...this.#keys.slice(0, this.#matched));
-        this.#matched = 0;
-        if (b === this.#keys[0]) {
-          this.#matched = 1;
-          continue;
-        }
-      }
-      out.push(b);
-    }
-    return { forward: Buffer.from(out), detached: false };
-  }
-}
-
 /**
  * Run the streams of a hijacked connection until the daemon closes its output, or until the
  * user types the detach keys (TTY mode): resolves with 'detached' then, else 'ended'.
@@ -131,20 +81,20 @@ export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): P
   let detach: () => void = () => {};
   const detachedP = new Promise<void>((r) => (detach = r));
   if (opts.stdin) {
-    let proxy: EscapeProxy | undefined;
+    let proxy: DetachScanner | undefined;
     if (opts.tty) {
       try {
-        proxy = new EscapeProxy(detachKeyBytes(opts.detachKeys || DEFAULT_DETACH_KEYS));
+        proxy = new DetachScanner(parseDetachKeys(opts.detachKeys || DEFAULT_DETACH_KEYS));
       } catch {
-        proxy = new EscapeProxy(detachKeyBytes(DEFAULT_DETACH_KEYS)); // docker: invalid keys -> default
+        proxy = new DetachScanner(parseDetachKeys(DEFAULT_DETACH_KEYS)); // docker: invalid keys -> default
       }
     }
     onData = (c: Buffer) => {
       let data = typeof c === 'string' ? Buffer.from(c) : c;
       if (proxy) {
-        const r = proxy.feed(data);
-        data = r.forward;
-        if (r.detached) {
+        const r = proxy.push(data);
+        data = r.data;
+        if (r.detach) {
           if (data.length && !socket.writableEnded) socket.write(data);
           detached = true;
           detach();

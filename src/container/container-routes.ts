@@ -16,7 +16,7 @@ import type { ContainerService, ExecConfig, StreamSink, WaitCondition } from './
 import { inspectJson, summaryJson, matchesFilters } from './container-json.ts';
 import { frame, streamLogs, formatEntry } from './container-logs.ts';
 import { matchEvent, parseEventTime } from './event-bus.ts';
-import { parseDetachKeys, DEFAULT_DETACH_KEYS } from './detach-keys.ts';
+import { parseDetachKeys, DEFAULT_DETACH_KEYS } from '../pkg/detach-keys.ts';
 import type { CreateBody, HostConfig } from '../runtime/create-config.ts';
 
 export interface RouteDeps {

@@ -51,7 +51,7 @@ import { RestartManager, validateRestartPolicy } from './restart-manager.ts';
 import { parseSize, rotateLogs, followLog } from './container-logs.ts';
 import { randomName } from './names.ts';
 import { HealthMonitor } from './health-monitor.ts';
-import { DetachScanner } from './detach-keys.ts';
+import { DetachScanner } from '../pkg/detach-keys.ts';
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
 

@@ -9,7 +9,7 @@ import { startFakeDaemon, runBerth, sendJson, frame, type Recorded } from './cli
 import { readAll } from '../../src/cli/api-client.ts';
 import { displayablePorts, apiTimestamp, prettyEvent } from '../../src/cli/commands/container.ts';
 import { startErrorStatus } from '../../src/cli/commands/container-run.ts';
-import { EscapeProxy, detachKeyBytes } from '../../src/cli/attach-streams.ts';
+import { DetachScanner, parseDetachKeys } from '../../src/pkg/detach-keys.ts';
 import { runCli } from '../../src/cli/cli.ts';
 import { PassThrough } from 'node:stream';
 
@@ -383,13 +383,13 @@ test('events, port, top, stats --no-stream, container prune', async () => {
 });
 
 test('detach keys: the escape proxy holds back a partial sequence and detects the full one', () => {
-  assert.deepEqual(detachKeyBytes('ctrl-p,ctrl-q'), [0x10, 0x11]);
-  assert.deepEqual(detachKeyBytes('ctrl-a,x,ctrl-\\'), [1, 0x78, 28]);
-  assert.throws(() => detachKeyBytes('ctrl-pp'));
-  const p = new EscapeProxy([0x10, 0x11]);
-  assert.deepEqual(p.feed(Buffer.from('ab\x10')), { forward: Buffer.from('ab'), detached: false });
-  assert.deepEqual(p.feed(Buffer.from('c')), { forward: Buffer.from('\x10c'), detached: false });
-  assert.deepEqual(p.feed(Buffer.from('\x10\x10\x11rest')), { forward: Buffer.from('\x10'), detached: true });
+  assert.deepEqual([...parseDetachKeys('ctrl-p,ctrl-q')], [0x10, 0x11]);
+  assert.deepEqual([...parseDetachKeys('ctrl-a,x,ctrl-\\')], [1, 0x78, 28]);
+  assert.throws(() => parseDetachKeys('ctrl-pp'));
+  const p = new DetachScanner(Buffer.from([0x10, 0x11]));
+  assert.deepEqual(p.push(Buffer.from('ab\x10')), { data: Buffer.from('ab'), detach: false });
+  assert.deepEqual(p.push(Buffer.from('c')), { data: Buffer.from('\x10c'), detach: false });
+  assert.deepEqual(p.push(Buffer.from('\x10\x10\x11rest')), { data: Buffer.from('\x10'), detach: true });
 });
 
 test('run -it on a terminal: raw mode on and off, resize, detach keys end the client with 0', async () => {

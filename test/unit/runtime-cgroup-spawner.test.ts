@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { Cgroups, detectCgroupVersion } from '../../src/runtime/cgroups.ts';
 import { procStartTime, sameProcess } from '../../src/runtime/conmon.ts';
 import { Spawner } from '../../src/runtime/spawner.ts';
-import { parseDetachKeys, DetachScanner, DEFAULT_DETACH_KEYS } from '../../src/container/detach-keys.ts';
+import { parseDetachKeys, DetachScanner, DEFAULT_DETACH_KEYS } from '../../src/pkg/detach-keys.ts';
 import { isKind } from '../../src/core/errors.ts';
 import { tempDir, waitFor } from '../helpers/fixtures.ts';
 

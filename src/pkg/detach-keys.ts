@@ -2,6 +2,7 @@
 // container running (`detachKeys` on attach, `DetachKeys` on exec create; default ctrl-p,ctrl-q).
 // Bytes that could start the sequence are held back until it is complete (detach, nothing of it
 // reaches the container) or broken (they are passed on), as moby's term.EscapeProxy does.
+// Shared by berthd's attach/exec streams and the berth CLI's terminal proxy.
 import { invalidArgument } from '../core/errors.ts';
 
 export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
