@@ -1,5 +1,5 @@
 // Network benchmark (issue 4): `run --rm busybox true` on the default bridge network,
-// berth (docker CLI -> berthd) vs podman (netavark, its default `podman` network), interleaved,
+// berth (through the docker CLI and through the berth CLI) vs podman (netavark, its default `podman` network), interleaved,
 // medians; then 200 more berth runs and a leak check (veths on the bridge, netns mounts and
 // files under the exec root, DNAT rules, the CNI firewall plugin's CNI-FORWARD rules for the
 // bridge subnet); then the network service's own attach/detach path (setUp: netns + CNI
@@ -15,7 +15,7 @@ import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startDaemon, importBusybox, busyboxImage, docker, run, unmountUnder, type TestDaemon } from '../test/helpers/fixtures.ts';
+import { startDaemon, importBusybox, busyboxImage, docker, berth, run, unmountUnder, REPO_ROOT, type TestDaemon } from '../test/helpers/fixtures.ts';
 import { BridgeNetworkService } from '../src/network/bridge-network-service.ts';
 import { RealHost } from '../src/host/host.ts';
 import { contains, parseCidr, parseIp } from '../src/network/ipv4.ts';
@@ -57,6 +57,15 @@ async function berthTrue(d: TestDaemon): Promise<number> {
   const r = await docker(d, ['run', '--rm', 'busybox', 'true'], { timeoutMs: 120000 });
   const ms = performance.now() - t0;
   if (r.code !== 0) throw new Error(`berth run: ${r.stderr}`);
+  return ms;
+}
+
+/** The same through the berth CLI (the bundle scripts/setup builds; rebuilt at the start). */
+async function berthCliTrue(d: TestDaemon): Promise<number> {
+  const t0 = performance.now();
+  const r = await berth(d, ['run', '--rm', 'busybox', 'true'], { timeoutMs: 120000 });
+  const ms = performance.now() - t0;
+  if (r.code !== 0) throw new Error(`berth CLI run: ${r.stderr}`);
   return ms;
 }
 
@@ -129,24 +138,29 @@ async function main(): Promise<void> {
     const bridgeNet = JSON.parse((await docker(d, ['network', 'inspect', 'bridge'])).stdout)[0];
     const bridge = bridgeNet.Options['com.docker.network.bridge.name'] as string;
     const subnet = bridgeNet.IPAM.Config[0].Subnet as string;
+    const built = await run(process.execPath, [join(REPO_ROOT, 'scripts', 'build-cli.mjs')]);
+    if (built.code !== 0) throw new Error(`scripts/build-cli.mjs: ${built.stderr}`);
     // Warm-up: one of each.
     await berthTrue(d);
+    await berthCliTrue(d);
     await podman.runTrue();
-    const t = { berth: [] as number[], podman: [] as number[] };
+    const t = { berth: [] as number[], cli: [] as number[], podman: [] as number[] };
+    const once = { berth: () => berthTrue(d), cli: () => berthCliTrue(d), podman: () => podman.runTrue() };
     for (let i = 0; i < rounds; i++) {
-      const order: Array<'berth' | 'podman'> = i % 2 ? ['podman', 'berth'] : ['berth', 'podman'];
-      for (const who of order) t[who].push(who === 'berth' ? await berthTrue(d) : await podman.runTrue());
+      const order: Array<keyof typeof t> = [['berth', 'cli', 'podman'], ['podman', 'berth', 'cli'], ['cli', 'podman', 'berth']][i % 3] as never;
+      for (const who of order) t[who].push(await once[who]());
     }
     const mb = median(t.berth);
+    const mc = median(t.cli);
     const mp = median(t.podman);
-    process.stderr.write(`berth: ${t.berth.map((x) => x.toFixed(0)).join(',')}\npodman: ${t.podman.map((x) => x.toFixed(0)).join(',')}\n`);
-    console.log(`| run --rm busybox true (default bridge) | berth ${mb.toFixed(0)} ms | podman ${mp.toFixed(0)} ms | berth/podman ${(mb / mp).toFixed(2)}x |`);
+    process.stderr.write(`berth (docker CLI): ${t.berth.map((x) => x.toFixed(0)).join(',')}\nberth CLI: ${t.cli.map((x) => x.toFixed(0)).join(',')}\npodman: ${t.podman.map((x) => x.toFixed(0)).join(',')}\n`);
+    console.log(`| run --rm busybox true (default bridge) | docker CLI -> berthd ${mb.toFixed(0)} ms | berth CLI ${mc.toFixed(0)} ms | podman ${mp.toFixed(0)} ms | ${(mb / mp).toFixed(2)}x / ${(mc / mp).toFixed(2)}x |`);
 
     const t0 = performance.now();
     for (let i = 0; i < leakRuns; i++) await berthTrue(d);
     const l = await leaks(d, bridge, subnet);
     console.log(`${leakRuns} more berth runs in ${((performance.now() - t0) / 1000).toFixed(1)} s; left behind: ${l.veths} veths on ${bridge}, ${l.netnsMounts} netns mounts, ${l.netnsFiles} netns files, ${l.dnat} DNAT rules, ${l.cni} CNI-FORWARD rules`);
-    if (mb > 0.7 * mp) process.exitCode = 1;
+    if (mb > 0.7 * mp || mc > 0.7 * mp) process.exitCode = 1;
     if (l.veths || l.netnsMounts || l.netnsFiles || l.dnat || l.cni) process.exitCode = 1;
   } finally {
     await podman.cleanup().catch((e: unknown) => process.stderr.write(`podman cleanup: ${String(e)}\n`));
