@@ -943,26 +943,42 @@ export class BridgeNetworkService implements NetworkService {
    * (a new setUp of the same container waits for them). settle() waits for all of it.
    */
   tearDown(containerId: string): Promise<void> {
+    // A teardown already in flight (the exit started it; the --rm removal asks again): its fast
+    // half is this one's too. Queuing behind its lock would wait for the CNI DELs and the
+    // namespace unmount, which is exactly what the fast half keeps off `run --rm`'s path.
+    const inFlight = this.#tearingDown.get(containerId);
+    if (inFlight) return inFlight;
     let detached!: () => void;
     const fast = new Promise<void>((r) => (detached = r));
+    this.#tearingDown.set(containerId, fast);
+    const done = () => {
+      detached();
+      if (this.#tearingDown.get(containerId) === fast) this.#tearingDown.delete(containerId);
+    };
     const full = this.#locked(containerId, async () => {
-      const sb = this.#sandboxes.get(containerId);
-      if (!sb) return;
       try {
-        await this.#detach(sb);
+        const sb = this.#sandboxes.get(containerId);
+        if (!sb) return;
+        try {
+          await this.#detach(sb);
+        } finally {
+          detached();
+        }
+        await this.#destroy(sb);
       } finally {
-        detached();
+        done(); // still under the lock: a set-up queued behind it never sees this teardown
       }
-      await this.#destroy(sb);
     }).catch((err: unknown) => {
       this.#o.log.error({ container: containerId, err: errorMessage(err) }, 'network teardown failed');
-    }).finally(detached);
+    }).finally(done);
     this.#background.add(full);
     void full.finally(() => this.#background.delete(full));
     return fast;
   }
 
   #background = new Set<Promise<void>>();
+  /** The fast half of each teardown in flight, by container. */
+  #tearingDown = new Map<string, Promise<void>>();
 
   /** Wait for every teardown in flight (tests, shutdown). */
   async settle(): Promise<void> {

@@ -22,13 +22,18 @@ class RecordingHost extends FakeHost {
   cni: CniCall[] = [];
   /** Make the next ADD of this plugin fail with this stdout. */
   fail?: { plugin: string; stdout: string };
+  /** DELs wait for this (a slow teardown). */
+  delGate?: Promise<void>;
   override async run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> {
     this.inputs.push({ cmd: [file, ...args].join(' '), input: String(opts?.input ?? '') });
     if (file.startsWith('/usr/lib/cni/')) {
       const env = { ...(opts?.env ?? {}) };
       const conf = JSON.parse(String(opts?.input));
       this.cni.push({ plugin: file.slice('/usr/lib/cni/'.length), env, conf });
-      if (env.CNI_COMMAND === 'DEL') return { code: 0, stdout: '', stderr: '' };
+      if (env.CNI_COMMAND === 'DEL') {
+        await this.delGate;
+        return { code: 0, stdout: '', stderr: '' };
+      }
       const fail = this.fail;
       if (fail && fail.plugin === conf.type) return { code: 1, stdout: fail.stdout, stderr: '' };
       let result: object = conf.prevResult ?? { cniVersion: '1.0.0' };
@@ -222,4 +227,23 @@ test('connect/disconnect on a running container: bridge + firewall ADD on ethN w
   const rolled = s.host.cni.filter((c) => c.env.CNI_CONTAINERID === a && c.env.CNI_IFNAME === 'eth2' && c.env.CNI_COMMAND === 'DEL');
   assert.deepEqual(rolled.map((c) => c.plugin), ['firewall', 'bridge']);
   assert.equal((await s.svc.connect(a, 'u3', { IPAMConfig: { IPv4Address: '10.213.0.7' } }))?.ipAddress, '10.213.0.7', 'lease released after the failure');
+});
+
+test('tearDown asked again while one is in flight (exit, then the --rm removal) answers without waiting for the DELs', async () => {
+  await using s = await setup();
+  const c = cid();
+  await s.svc.setUp({ containerId: c, name: 'c', hostname: 'hc', networkMode: 'bridge', filesDir: join(s.root, 'c') });
+  let release!: () => void;
+  s.host.delGate = new Promise<void>((r) => (release = r));
+  try {
+    await s.svc.tearDown(c);
+    const again = await Promise.race([s.svc.tearDown(c).then(() => 'answered'), new Promise((r) => setTimeout(() => r('waited'), 500))]);
+    assert.equal(again, 'answered');
+    assert.equal(existsSync(join(s.root, 'exec', 'netns', c)), true, 'the DELs and the unmount are still in flight');
+  } finally {
+    release();
+  }
+  await s.svc.settle();
+  assert.equal(existsSync(join(s.root, 'exec', 'netns', c)), false);
+  assert.equal(s.host.cni.filter((x) => x.env.CNI_CONTAINERID === c && x.env.CNI_COMMAND === 'DEL').length, 3, 'one teardown, not two');
 });
