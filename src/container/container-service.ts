@@ -1019,7 +1019,9 @@ export class ContainerService {
       // removal at restart (every step is idempotent), so skip the synced write on that path.
       if (!rec.hostConfig.AutoRemove) await this.#save(rec);
     }
-    await this.#d.networks()?.forget(rec.id).catch(() => {});
+    // `run --rm` (AutoRemove) answers `removed` once the network's fast half is done; an explicit
+    // rm returns with the namespace, rules and leases gone.
+    await this.#d.networks()?.forget(rec.id, { background: rec.hostConfig.AutoRemove === true }).catch(() => {});
     await this.#d.volumes()?.release(rec.id, { removeAnonymous: volumes || rec.hostConfig.AutoRemove === true }).catch(() => {});
     // Gone for the API from here on (name free, 'removed' waiters answered: `run --rm` returns);
     // its mounts, runtime files, snapshot and record go right after (the process is dead, its

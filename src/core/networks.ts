@@ -187,8 +187,10 @@ export interface NetworkService {
   /** Undo setUp once the container's processes are gone. Idempotent; safe to call without a
    *  prior setUp. Never throws (errors are logged); resolves after the fast part (see above). */
   tearDown(containerId: string): Promise<void>;
-  /** Drop what the service remembers about a removed container (tears down first if needed). */
-  forget(containerId: string): Promise<void>;
+  /** Drop what the service remembers about a removed container (tears down first if needed).
+   *  Resolves once the teardown has fully finished (namespace, rules, leases), or with
+   *  `background` once the fast part has (the `run --rm` removal: the rest follows). */
+  forget(containerId: string, opts?: { background?: boolean }): Promise<void>;
   /** Attach a container to a network. Running containers get a live interface; stopped ones
    *  get it at their next setUp. */
   connect(containerRef: string, network: string, endpoint?: EndpointSettings): Promise<EndpointInfo | undefined>;

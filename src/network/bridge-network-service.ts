@@ -943,17 +943,23 @@ export class BridgeNetworkService implements NetworkService {
    * (a new setUp of the same container waits for them). settle() waits for all of it.
    */
   tearDown(containerId: string): Promise<void> {
-    // A teardown already in flight (the exit started it; the --rm removal asks again): its fast
-    // half is this one's too. Queuing behind its lock would wait for the CNI DELs and the
-    // namespace unmount, which is exactly what the fast half keeps off `run --rm`'s path.
+    return this.#startTearDown(containerId).fast;
+  }
+
+  /**
+   * A teardown already in flight (the exit started it; the removal asks again) is shared: a
+   * second caller gets its halves instead of queuing behind its lock, which would wait for the
+   * CNI DELs and the namespace unmount (what the fast half keeps off `run --rm`'s path).
+   */
+  #startTearDown(containerId: string): { fast: Promise<void>; full: Promise<void> } {
     const inFlight = this.#tearingDown.get(containerId);
     if (inFlight) return inFlight;
     let detached!: () => void;
     const fast = new Promise<void>((r) => (detached = r));
-    this.#tearingDown.set(containerId, fast);
+    let handle!: { fast: Promise<void>; full: Promise<void> };
     const done = () => {
       detached();
-      if (this.#tearingDown.get(containerId) === fast) this.#tearingDown.delete(containerId);
+      if (this.#tearingDown.get(containerId) === handle) this.#tearingDown.delete(containerId);
     };
     const full = this.#locked(containerId, async () => {
       try {
@@ -971,14 +977,16 @@ export class BridgeNetworkService implements NetworkService {
     }).catch((err: unknown) => {
       this.#o.log.error({ container: containerId, err: errorMessage(err) }, 'network teardown failed');
     }).finally(done);
+    handle = { fast, full };
+    this.#tearingDown.set(containerId, handle);
     this.#background.add(full);
     void full.finally(() => this.#background.delete(full));
-    return fast;
+    return handle;
   }
 
   #background = new Set<Promise<void>>();
-  /** The fast half of each teardown in flight, by container. */
-  #tearingDown = new Map<string, Promise<void>>();
+  /** Each teardown in flight, by container. */
+  #tearingDown = new Map<string, { fast: Promise<void>; full: Promise<void> }>();
 
   /** Wait for every teardown in flight (tests, shutdown). */
   async settle(): Promise<void> {
@@ -991,8 +999,9 @@ export class BridgeNetworkService implements NetworkService {
     await this.#undo(sb);
   }
 
-  async forget(containerId: string): Promise<void> {
-    await this.tearDown(containerId);
+  async forget(containerId: string, opts: { background?: boolean } = {}): Promise<void> {
+    const t = this.#startTearDown(containerId);
+    await (opts.background ? t.fast : t.full);
     this.#configs.delete(containerId);
     await rm(this.#paths.containerConfig(containerId), { force: true });
   }

@@ -229,7 +229,7 @@ test('connect/disconnect on a running container: bridge + firewall ADD on ethN w
   assert.equal((await s.svc.connect(a, 'u3', { IPAMConfig: { IPv4Address: '10.213.0.7' } }))?.ipAddress, '10.213.0.7', 'lease released after the failure');
 });
 
-test('tearDown asked again while one is in flight (exit, then the --rm removal) answers without waiting for the DELs', async () => {
+test('tearDown asked again while one is in flight (exit, then the --rm removal) answers without waiting for the DELs; forget waits unless in the background', async () => {
   await using s = await setup();
   const c = cid();
   await s.svc.setUp({ containerId: c, name: 'c', hostname: 'hc', networkMode: 'bridge', filesDir: join(s.root, 'c') });
@@ -240,6 +240,11 @@ test('tearDown asked again while one is in flight (exit, then the --rm removal) 
     const again = await Promise.race([s.svc.tearDown(c).then(() => 'answered'), new Promise((r) => setTimeout(() => r('waited'), 500))]);
     assert.equal(again, 'answered');
     assert.equal(existsSync(join(s.root, 'exec', 'netns', c)), true, 'the DELs and the unmount are still in flight');
+    // The --rm removal forgets in the background; an explicit rm waits for all of it.
+    const bg = await Promise.race([s.svc.forget(c, { background: true }).then(() => 'answered'), new Promise((r) => setTimeout(() => r('waited'), 500))]);
+    assert.equal(bg, 'answered');
+    const full = await Promise.race([s.svc.forget(c).then(() => 'answered'), new Promise((r) => setTimeout(() => r('waited'), 300))]);
+    assert.equal(full, 'waited', 'forget without background waits for the DELs and the unmount');
   } finally {
     release();
   }
