@@ -1,5 +1,5 @@
 // Plugs the network service into berthd: `services.networks` and the /networks routes.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { DaemonModule, Daemon } from '../daemon/server.ts';
 import type { Router } from '../daemon/http.ts';
 import type { Services } from '../daemon/services.ts';
@@ -13,8 +13,10 @@ export function createModule(): DaemonModule {
       const test = process.env.BERTH_TEST === '1';
       const cfg = services.config;
       // Test daemons run side by side: unless told otherwise each gets its own bridge device,
-      // subnet and iptables chains, and removes them when it stops with no container left.
-      const tag = randomBytes(3).toString('hex');
+      // subnet and iptables chains, and removes them when it stops with no container left. The
+      // names come from the data root, so a test daemon restarted on the same root (live
+      // restore) takes over its predecessor's bridge and chains instead of orphaning them.
+      const tag = createHash('sha256').update(cfg.dataRoot).digest('hex').slice(0, 6);
       const bridgeName = cfg.bridge ?? (test ? `bt${tag}` : 'berth0');
       const bridgeCidr = cfg.bip ?? (test ? await freeTestSubnet(services) : '172.17.0.1/16');
       const ownerDir = '/run/berth-test-networks';
