@@ -444,3 +444,22 @@ test('build -f - PATH: the Dockerfile from stdin travels in the context under a 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('volume and network prune: filters as docker sends them, deleted lists, space only for volumes', async () => {
+  const d = await startFakeDaemon((r, res) => sendJson(res, 200, r.path === '/volumes/prune' ? { VolumesDeleted: ['v1', 'v2'], SpaceReclaimed: 2048 } : { NetworksDeleted: ['n1'] }));
+  try {
+    const v = await runBerth(['volume', 'prune', '-af', '--filter', 'label=x'], { host: d.host });
+    assert.equal(v.code, 0, v.stderr);
+    assert.equal(v.stdout, 'Deleted Volumes:\nv1\nv2\n\nTotal reclaimed space: 2.048kB\n');
+    assert.deepEqual(JSON.parse(d.requests.at(-1)!.query.get('filters')!), { all: { true: true }, label: { x: true } });
+    const n = await runBerth(['network', 'prune', '-f'], { host: d.host });
+    assert.equal(n.code, 0, n.stderr);
+    assert.equal(n.stdout, 'Deleted Networks:\nn1\n\n');
+    assert.equal(d.requests.at(-1)!.path, '/networks/prune');
+    const no = await runBerth(['network', 'prune'], { host: d.host });
+    assert.match(no.stdout, /^WARNING! This will remove all custom networks not used by at least one container\.\nAre you sure you want to continue\? \[y\/N\] /);
+    assert.equal(d.calls().length, 2, 'declined: nothing sent');
+  } finally {
+    await d.close();
+  }
+});

@@ -10,7 +10,7 @@ import type { Command } from '../command.ts';
 import { isTerminal } from '../command.ts';
 import { displayJsonMessages } from '../render/jsonmessage.ts';
 import { humanSize, parseRamSize } from '../render/units.ts';
-import { confirm, filtersJson } from './util.ts';
+import { deletedList, pruneCommand } from './util.ts';
 
 function kvJson(list: string[], env?: Record<string, string | undefined>): string | undefined {
   if (list.length === 0) return undefined;
@@ -177,36 +177,22 @@ interface BuildCachePruneReport {
   SpaceReclaimed?: number;
 }
 
-const builderPrune: Command = {
-  name: 'prune',
-  usage: '[OPTIONS]',
+const builderPrune = pruneCommand<BuildCachePruneReport>({
   short: 'Remove build cache',
-  args: { max: 0 },
-  flags: [
-    { name: 'all', short: 'a', kind: 'bool', help: 'Remove all unused build cache, not just dangling ones' },
-    { name: 'filter', kind: 'list', valueName: 'filter', help: 'Provide filter values (e.g. "until=24h")' },
-    { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
-    { name: 'keep-storage', kind: 'string', valueName: 'bytes', help: 'Amount of disk space to keep for cache' },
-  ],
-  async run(ctx, f) {
-    const all = f.bool('all');
-    if (!f.bool('force')) {
-      await confirm(ctx, all
-        ? 'WARNING! This will remove all build cache. Are you sure you want to continue?'
-        : 'WARNING! This will remove all dangling build cache. Are you sure you want to continue?');
-    }
-    const keep = f.string('keep-storage');
-    const query: Record<string, string | undefined> = {
-      all: all ? '1' : undefined,
-      filters: filtersJson(f.list('filter')),
-      'keep-storage': keep ? String(parseRamSize(keep)) : undefined,
-    };
-    const report = await ctx.client.json<BuildCachePruneReport>('POST', '/build/prune', { query });
-    const deleted = report?.CachesDeleted ?? [];
-    if (deleted.length > 0) ctx.out(`Deleted build cache objects:\n${deleted.join('\n')}\n\n`);
-    ctx.out(`Total reclaimed space: ${humanSize(report?.SpaceReclaimed ?? 0)}\n`);
-  },
-};
+  path: '/build/prune',
+  allHelp: 'Remove all unused build cache, not just dangling ones',
+  filterHelp: 'Provide filter values (e.g. "until=24h")',
+  extraFlags: [{ name: 'keep-storage', kind: 'string', valueName: 'bytes', help: 'Amount of disk space to keep for cache' }],
+  prompt: (all) => all
+    ? 'WARNING! This will remove all build cache. Are you sure you want to continue?'
+    : 'WARNING! This will remove all dangling build cache. Are you sure you want to continue?',
+  query: (f, all) => ({
+    all: all ? '1' : undefined,
+    'keep-storage': f.string('keep-storage') ? String(parseRamSize(f.string('keep-storage'))) : undefined,
+  }),
+  deleted: (r) => deletedList('Deleted build cache objects', r.CachesDeleted),
+  space: true,
+});
 
 export const builderGroup: Command = {
   name: 'builder',

@@ -443,7 +443,8 @@ function nanoCpus(s: string): number {
   return Math.round(Number(s) * 1e9);
 }
 
-const EMPTY_ENDPOINT = () => ({
+/** An EndpointSettings as the docker CLI sends it with nothing set (run --network, network connect). */
+export const EMPTY_ENDPOINT = () => ({
   IPAMConfig: null as unknown,
   Links: null as unknown,
   Aliases: null as unknown,

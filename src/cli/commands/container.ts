@@ -5,12 +5,12 @@ import { pipeline } from 'node:stream/promises';
 import { StatusError, isTerminal, type Command, type Ctx } from '../command.ts';
 import { formatList } from '../render/list.ts';
 import { truncateId, ellipsis, renderTable } from '../render/table.ts';
-import { humanSizeWithPrecision, humanSize, bytesSize, timeAgo, goTimeString, parseGoDuration, parseRamSize } from '../render/units.ts';
+import { humanSizeWithPrecision, bytesSize, timeAgo, goTimeString, parseGoDuration, parseRamSize } from '../render/units.ts';
 import { compileTemplate, normalizeFormat, unescapeFormat } from '../render/template.ts';
 import { decodeJsonStream } from '../render/jsonmessage.ts';
 import { parseReference, familiarString, familiarName } from '../../core/reference.ts';
 import { demux } from '../attach-streams.ts';
-import { FORMAT_FLAG, FILTER_FLAG, filtersJson, confirm, copyToFile } from './util.ts';
+import { FORMAT_FLAG, FILTER_FLAG, filtersJson, copyToFile, deletedList, pruneCommand } from './util.ts';
 import { inspectObjects } from './inspect.ts';
 import { runCommands } from './container-run.ts';
 import { copyCommand } from './container-cp.ts';
@@ -644,25 +644,14 @@ const exportCmd: Command = {
   },
 };
 
-const prune: Command = {
-  name: 'prune',
-  usage: '[OPTIONS]',
+const prune = pruneCommand<{ ContainersDeleted?: string[] | null; SpaceReclaimed?: number }>({
   short: 'Remove all stopped containers',
-  args: { max: 0 },
-  flags: [
-    { name: 'filter', kind: 'list', valueName: 'filter', help: 'Provide filter values (e.g. "until=<timestamp>")' },
-    { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
-  ],
-  async run(ctx, f) {
-    if (!f.bool('force')) await confirm(ctx, 'WARNING! This will remove all stopped containers.\nAre you sure you want to continue?');
-    const r = await ctx.client.json<{ ContainersDeleted?: string[] | null; SpaceReclaimed?: number }>('POST', '/containers/prune', {
-      query: { filters: filtersJson(f.list('filter')) },
-    });
-    const deleted = r?.ContainersDeleted ?? [];
-    if (deleted.length) ctx.out(`Deleted Containers:\n${deleted.map((d) => d + '\n').join('')}\n`);
-    ctx.out(`Total reclaimed space: ${humanSize(r?.SpaceReclaimed ?? 0)}\n`);
-  },
-};
+  path: '/containers/prune',
+  filterHelp: 'Provide filter values (e.g. "until=<timestamp>")',
+  prompt: () => 'WARNING! This will remove all stopped containers.\nAre you sure you want to continue?',
+  deleted: (r) => deletedList('Deleted Containers', r.ContainersDeleted),
+  space: true,
+});
 
 const containerInspect: Command = {
   name: 'inspect',

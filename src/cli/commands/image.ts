@@ -7,7 +7,7 @@ import { parseReference, repositoryName, familiarName, type Reference } from '..
 import { formatList } from '../render/list.ts';
 import { truncateId, ellipsis } from '../render/table.ts';
 import { humanSizeWithPrecision, humanSize, timeAgo, goTimeString, rfc3339 } from '../render/units.ts';
-import { FORMAT_FLAG, FILTER_FLAG, filtersJson, confirm, copyToFile, showJsonStream, ErrorList } from './util.ts';
+import { FORMAT_FLAG, FILTER_FLAG, filtersJson, copyToFile, showJsonStream, ErrorList, deletedList, pruneCommand } from './util.ts';
 import { inspectObjects } from './inspect.ts';
 
 // ---- pull / push ------------------------------------------------------------------------------
@@ -303,37 +303,18 @@ interface PruneReport {
   SpaceReclaimed?: number;
 }
 
-const imagePrune: Command = {
-  name: 'prune',
-  usage: '[OPTIONS]',
+const imagePrune = pruneCommand<PruneReport>({
   short: 'Remove unused images',
-  args: { max: 0 },
-  flags: [
-    { name: 'all', short: 'a', kind: 'bool', help: 'Remove all unused images, not just dangling ones' },
-    { name: 'filter', kind: 'list', valueName: 'filter', help: 'Provide filter values (e.g. "until=<timestamp>")' },
-    { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
-  ],
-  async run(ctx, f) {
-    const all = f.bool('all');
-    if (!f.bool('force')) {
-      await confirm(
-        ctx,
-        all
-          ? 'WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?'
-          : 'WARNING! This will remove all dangling images.\nAre you sure you want to continue?',
-      );
-    }
-    const filters = filtersJson(f.list('filter'), [['dangling', all ? 'false' : 'true']]);
-    const report = await ctx.client.json<PruneReport>('POST', '/images/prune', { query: { filters } });
-    const deleted = report?.ImagesDeleted ?? [];
-    if (deleted.length > 0) {
-      let s = 'Deleted Images:\n';
-      for (const d of deleted) s += d.Untagged ? `untagged: ${d.Untagged}\n` : `deleted: ${d.Deleted ?? ''}\n`;
-      ctx.out(s + '\n');
-    }
-    ctx.out(`Total reclaimed space: ${humanSize(report?.SpaceReclaimed ?? 0)}\n`);
-  },
-};
+  path: '/images/prune',
+  allHelp: 'Remove all unused images, not just dangling ones',
+  filterHelp: 'Provide filter values (e.g. "until=<timestamp>")',
+  prompt: (all) => all
+    ? 'WARNING! This will remove all images without at least one container associated to them.\nAre you sure you want to continue?'
+    : 'WARNING! This will remove all dangling images.\nAre you sure you want to continue?',
+  filters: (all) => [['dangling', all ? 'false' : 'true']],
+  deleted: (r) => deletedList('Deleted Images', (r.ImagesDeleted ?? []).map((d) => (d.Untagged ? `untagged: ${d.Untagged}` : `deleted: ${d.Deleted ?? ''}`))),
+  space: true,
+});
 
 // ---- history ----------------------------------------------------------------------------------
 

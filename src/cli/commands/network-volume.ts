@@ -4,8 +4,9 @@ import { StatusError, type Command, type Ctx } from '../command.ts';
 import { formatList } from '../render/list.ts';
 import { truncateId } from '../render/table.ts';
 import { humanSize, goTimeString } from '../render/units.ts';
-import { FILTER_FLAG, FORMAT_FLAG, filtersJson, confirm } from './util.ts';
+import { FILTER_FLAG, FORMAT_FLAG, filtersJson, deletedList, pruneCommand } from './util.ts';
 import { inspectObjects } from './inspect.ts';
+import { EMPTY_ENDPOINT } from './container-opts.ts';
 
 function kvMap(list: string[]): Record<string, string> {
   const m: Record<string, string> = {};
@@ -235,21 +236,12 @@ const networkConnect: Command = {
     if (f.string('ip6')) ipam.IPv6Address = f.string('ip6');
     if (f.list('link-local-ip').length) ipam.LinkLocalIPs = f.list('link-local-ip');
     const endpoint = {
+      ...EMPTY_ENDPOINT(),
       IPAMConfig: ipam,
       Links: f.list('link').length ? f.list('link') : null,
       Aliases: f.list('alias'),
-      MacAddress: '',
       DriverOpts: kvMap(f.list('driver-opt')),
       GwPriority: f.int('gw-priority'),
-      NetworkID: '',
-      EndpointID: '',
-      Gateway: '',
-      IPAddress: '',
-      IPPrefixLen: 0,
-      IPv6Gateway: '',
-      GlobalIPv6Address: '',
-      GlobalIPv6PrefixLen: 0,
-      DNSNames: null,
     };
     await ctx.client.call('POST', `/networks/${network}/connect`, { body: { Container: container, EndpointConfig: endpoint } });
   },
@@ -266,22 +258,14 @@ const networkDisconnect: Command = {
   },
 };
 
-const networkPrune: Command = {
-  name: 'prune',
-  usage: '[OPTIONS]',
+const networkPrune = pruneCommand<{ NetworksDeleted?: string[] | null; SpaceReclaimed?: number }>({
   short: 'Remove all unused networks',
-  args: { max: 0 },
-  flags: [
-    { name: 'filter', kind: 'list', valueName: 'filter', help: 'Provide filter values (e.g. "until=<timestamp>")' },
-    { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
-  ],
-  async run(ctx, f) {
-    if (!f.bool('force')) await confirm(ctx, 'WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?');
-    const r = await ctx.client.json<{ NetworksDeleted?: string[] | null }>('POST', '/networks/prune', { query: { filters: filtersJson(f.list('filter')) } });
-    const deleted = r?.NetworksDeleted ?? [];
-    if (deleted.length) ctx.out(`Deleted Networks:\n${deleted.map((n) => n + '\n').join('')}\n`);
-  },
-};
+  path: '/networks/prune',
+  filterHelp: 'Provide filter values (e.g. "until=<timestamp>")',
+  prompt: () => 'WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?',
+  deleted: (r) => deletedList('Deleted Networks', r.NetworksDeleted),
+  space: false,
+});
 
 export const networkGroup: Command = {
   name: 'network',
@@ -385,34 +369,18 @@ const volumeInspect: Command = {
   },
 };
 
-const volumePrune: Command = {
-  name: 'prune',
-  usage: '[OPTIONS]',
+const volumePrune = pruneCommand<{ VolumesDeleted?: string[] | null; SpaceReclaimed?: number }>({
   short: 'Remove unused local volumes',
-  args: { max: 0 },
-  flags: [
-    { name: 'all', short: 'a', kind: 'bool', help: 'Remove all unused volumes, not just anonymous ones' },
-    { name: 'filter', kind: 'list', valueName: 'filter', help: 'Provide filter values (e.g. "label=<label>")' },
-    { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
-  ],
-  async run(ctx, f) {
-    const all = f.bool('all');
-    if (!f.bool('force')) {
-      await confirm(
-        ctx,
-        all
-          ? 'WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue?'
-          : 'WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?',
-      );
-    }
-    const r = await ctx.client.json<{ VolumesDeleted?: string[] | null; SpaceReclaimed?: number }>('POST', '/volumes/prune', {
-      query: { filters: filtersJson(f.list('filter'), all ? [['all', 'true']] : []) },
-    });
-    const deleted = r?.VolumesDeleted ?? [];
-    if (deleted.length) ctx.out(`Deleted Volumes:\n${deleted.map((n) => n + '\n').join('')}\n`);
-    ctx.out(`Total reclaimed space: ${humanSize(r?.SpaceReclaimed ?? 0)}\n`);
-  },
-};
+  path: '/volumes/prune',
+  allHelp: 'Remove all unused volumes, not just anonymous ones',
+  filterHelp: 'Provide filter values (e.g. "label=<label>")',
+  prompt: (all) => all
+    ? 'WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue?'
+    : 'WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?',
+  filters: (all) => (all ? [['all', 'true']] : []),
+  deleted: (r) => deletedList('Deleted Volumes', r.VolumesDeleted),
+  space: true,
+});
 
 export const volumeGroup: Command = {
   name: 'volume',

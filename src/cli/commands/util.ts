@@ -5,8 +5,9 @@ import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage } from 'node:http';
-import type { FlagDef } from '../flags.ts';
-import { CancelledError, isTerminal, type Ctx } from '../command.ts';
+import type { FlagDef, Flags } from '../flags.ts';
+import { CancelledError, isTerminal, type Command, type Ctx } from '../command.ts';
+import { humanSize } from '../render/units.ts';
 import { displayJsonMessages, type JsonMessage } from '../render/jsonmessage.ts';
 
 export const FORMAT_FLAG: FlagDef = {
@@ -112,4 +113,55 @@ export class ErrorList {
   get failed(): boolean {
     return this.messages.length > 0;
   }
+}
+
+export interface PruneSpec<R> {
+  short: string;
+  /** The API endpoint (POST). */
+  path: string;
+  /** docker's prompt; with `all` it may depend on -a. */
+  prompt: (all: boolean) => string;
+  filterHelp: string;
+  /** -a/--all and its help, when the command has it. */
+  allHelp?: string;
+  extraFlags?: FlagDef[];
+  /** The query beyond `filters` (whose defaults come from `filters`). */
+  query?: (f: Flags, all: boolean) => Record<string, string | undefined>;
+  /** Filters added to the user's --filter values. */
+  filters?: (all: boolean) => Array<[string, string]>;
+  /** What was deleted, as docker prints it (a heading, a line each, a blank line), or ''. */
+  deleted: (report: R) => string;
+  /** Print "Total reclaimed space" (every prune but `network prune`). */
+  space: boolean;
+}
+
+/** docker's `<object> prune`: ask unless -f, POST with the filters, print what went and the space. */
+export function pruneCommand<R extends { SpaceReclaimed?: number }>(o: PruneSpec<R>): Command {
+  const flags: FlagDef[] = [];
+  if (o.allHelp) flags.push({ name: 'all', short: 'a', kind: 'bool', help: o.allHelp });
+  flags.push(
+    { name: 'filter', kind: 'list', valueName: 'filter', help: o.filterHelp },
+    { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
+    ...(o.extraFlags ?? []),
+  );
+  return {
+    name: 'prune',
+    usage: '[OPTIONS]',
+    short: o.short,
+    args: { max: 0 },
+    flags,
+    async run(ctx, f) {
+      const all = o.allHelp !== undefined && f.bool('all');
+      if (!f.bool('force')) await confirm(ctx, o.prompt(all));
+      const query = { filters: filtersJson(f.list('filter'), o.filters?.(all) ?? []), ...o.query?.(f, all) };
+      const report = (await ctx.client.json<R>('POST', o.path, { query })) ?? ({} as R);
+      ctx.out(o.deleted(report));
+      if (o.space) ctx.out(`Total reclaimed space: ${humanSize(report.SpaceReclaimed ?? 0)}\n`);
+    },
+  };
+}
+
+/** "Deleted <What>:\n" and a line per item, then a blank line; '' for none. */
+export function deletedList(heading: string, items: readonly string[] | null | undefined): string {
+  return items?.length ? `${heading}:\n${items.map((x) => x + '\n').join('')}\n` : '';
 }
