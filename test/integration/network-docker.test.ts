@@ -4,11 +4,10 @@
 // and leak checks (veths, netns, rules) once everything is removed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
-import { startDaemon, importBusybox, docker, api, isRoot, type TestDaemon } from '../helpers/fixtures.ts';
+import { startDaemon, importBusybox, docker, api, isRoot, run, type TestDaemon } from '../helpers/fixtures.ts';
 import { contains, parseCidr, parseIp } from '../../src/network/ipv4.ts';
 
 const tag = randomBytes(3).toString('hex');
@@ -18,17 +17,10 @@ const extNs = `berth-test-${tag}`;
 const extVeth = `bx${tag}`;
 let d: TestDaemon;
 
-function sh(cmd: string, args: string[], input = ''): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    c.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    c.stdin.on('error', () => {});
-    c.on('close', (code) => resolve({ code: code ?? 1, out, err }));
-    c.stdin.end(input);
-  });
+/** `run` (the fixtures' spawner) with the short field names these tests use. */
+async function sh(cmd: string, args: string[], input = ''): Promise<{ code: number; out: string; err: string }> {
+  const r = await run(cmd, args, { input });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 async function ok(args: string[]): Promise<string> {

@@ -16,6 +16,7 @@ import { RealHost } from '../../src/host/host.ts';
 import { createLogger } from '../../src/pkg/log.ts';
 import { isKind } from '../../src/core/errors.ts';
 import { CniRunner, bridgeConfig, firewallConfig, loopbackConfig, syntheticResult } from '../../src/network/cni.ts';
+import { run } from '../helpers/fixtures.ts';
 
 const isRoot = process.getuid?.() === 0;
 const tag = randomBytes(3).toString('hex');
@@ -28,17 +29,10 @@ const children: ChildProcess[] = [];
 const extHostNs = `berth-test-${tag}`;
 const extVeth = `bx${tag}`;
 
-function sh(cmd: string, args: string[], input?: string): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    c.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    c.on('close', (code) => resolve({ code: code ?? 1, out, err }));
-    c.stdin.on('error', () => {});
-    c.stdin.end(input ?? '');
-  });
+/** `run` (the fixtures' spawner) with the short field names these tests use. */
+async function sh(cmd: string, args: string[], input = ''): Promise<{ code: number; out: string; err: string }> {
+  const r = await run(cmd, args, { input });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 /** A long-running busybox process in a namespace (killed by PID in after()). */
