@@ -48,6 +48,8 @@ export interface Snapshotter {
    * Concurrent unpacks of the same chain ID are safe (one wins, the other waits or is a no-op).
    */
   unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts?: UnpackOptions): Promise<SnapshotInfo>;
+  /** A hint that up to `n` unpacks follow (a pull has begun): get ready for them (start workers). */
+  expectUnpacks?(n: number): void;
   /** Create a writable snapshot `key` over committed `parent` (undefined: empty root). */
   prepare(key: string, parent: Digest | undefined): Promise<Mount[]>;
   /** Mounts for an existing active snapshot. */

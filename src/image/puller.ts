@@ -159,6 +159,7 @@ export class Puller {
     const resolveOpts: { platform?: Platform; signal?: AbortSignal } = {};
     if (opts.platform) resolveOpts.platform = opts.platform;
     if (signal) resolveOpts.signal = signal;
+    images.snapshotter.expectUnpacks?.(2); // the appliers start while the manifest is fetched
     const resolved = await rc.resolve(ref, resolveOpts);
     const manifest = resolved.manifest;
     if (!manifest.config || !isDigest(manifest.config.digest) || !Array.isArray(manifest.layers)) {

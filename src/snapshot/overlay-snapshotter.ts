@@ -81,9 +81,6 @@ export class OverlaySnapshotter implements Snapshotter {
       if (await exists(`/sys/module/overlay/parameters/${param}`)) this.#extraOptions.push(option);
     }
 
-    // Layers apply on worker threads (src/layer/worker-apply.ts): start two now, not on a pull's path.
-    prewarmApplyWorkers(2);
-
     this.#committed.clear();
     this.#active.clear();
     for (const hex of await readdir(p.committedDir)) {
@@ -138,6 +135,13 @@ export class OverlaySnapshotter implements Snapshotter {
   async stat(chainId: Digest): Promise<SnapshotInfo | undefined> {
     const m = this.#committed.get(chainId);
     return m ? committedInfo(m) : undefined;
+  }
+
+  /** Layers apply on worker threads (src/layer/worker-apply.ts). Each costs ~150 ms of CPU and
+   *  ~45 MB to start, so they start when a pull begins (while its manifest is fetched), not with
+   *  every daemon; an unpack without the hint starts its worker itself. */
+  expectUnpacks(n: number): void {
+    prewarmApplyWorkers(Math.min(n, 2));
   }
 
   async unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts: UnpackOptions = {}): Promise<SnapshotInfo> {
