@@ -18,9 +18,15 @@ const RING = 1024;
 export class EventBus {
   #ring: DockerEvent[] = [];
   #subs = new Set<(e: DockerEvent) => void>();
+  #lastNs = 0n;
 
   emit(type: DockerEvent['Type'], action: string, id: string, attributes: Record<string, string> = {}): DockerEvent {
-    const nowNs = BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6));
+    // Wall-clock time from the monotonic clock (timeOrigin + now), never behind the previous
+    // event: `since` replays rely on the order. (Date.now() plus the fraction of another clock's
+    // millisecond could go backwards within one millisecond.)
+    let nowNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+    if (nowNs <= this.#lastNs) nowNs = this.#lastNs + 1n;
+    this.#lastNs = nowNs;
     const e: DockerEvent = {
       Type: type,
       Action: action,
