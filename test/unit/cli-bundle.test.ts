@@ -49,3 +49,13 @@ test('the bundled CLI and the TypeScript sources print the same help and errors'
     assert.equal(bundled.stderr, source.stderr, args.join(' '));
   }
 });
+
+test('loading the bundled CLI does not load node:crypto (OpenSSL start-up, ~10 ms of every run)', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
+  const probe = `const before = new Set(process.moduleLoadList); require(${JSON.stringify(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'))});
+console.log(JSON.stringify(process.moduleLoadList.filter((m) => !before.has(m))));`;
+  const r = await run(process.execPath, ['-e', probe]);
+  assert.equal(r.code, 0, r.stderr);
+  const loaded = JSON.parse(r.stdout) as string[];
+  assert.ok(loaded.length > 0, 'the probe sees the modules the bundle loads');
+  assert.deepEqual(loaded.filter((m) => /crypto/.test(m)), []);
+});

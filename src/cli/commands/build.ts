@@ -5,7 +5,7 @@
 import { writeFile, stat } from 'node:fs/promises';
 import { relative, resolve, sep } from 'node:path';
 import { Transform, Writable } from 'node:stream';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../../pkg/random-hex.ts';
 import type { Command } from '../command.ts';
 import { isTerminal } from '../command.ts';
 import { displayJsonMessages } from '../render/jsonmessage.ts';
@@ -91,7 +91,7 @@ export const build: Command = {
         const chunks: Buffer[] = [];
         for await (const c of ctx.io.stdin as AsyncIterable<Buffer | string>) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
         dockerfileData = Buffer.concat(chunks);
-        dockerfile = `.dockerfile.${randomBytes(10).toString('hex')}`;
+        dockerfile = `.dockerfile.${randomHex(10)}`;
       } else if (f.string('file')) {
         // -f is relative to the current directory, and must lie inside the context.
         const rel = relative(dir, resolve(f.string('file')));

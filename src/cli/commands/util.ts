@@ -2,7 +2,7 @@
 import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../../pkg/random-hex.ts';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage } from 'node:http';
 import type { FlagDef, Flags } from '../flags.ts';
@@ -83,7 +83,7 @@ export async function confirm(ctx: Ctx, message: string): Promise<void> {
 
 /** Write a stream to a file atomically (temp file in the same directory, then rename). */
 export async function copyToFile(path: string, src: NodeJS.ReadableStream): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(dirname(path), `.${basename(path)}.${randomHex(4)}.tmp`);
   try {
     await pipeline(src, createWriteStream(tmp, { mode: 0o644 }));
     await rename(tmp, path);
