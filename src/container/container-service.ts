@@ -1493,13 +1493,14 @@ export class ContainerService {
 /** BERTH_TRACE=1: log the time each step of an operation took (performance work). */
 function tracer(what: string, log: Logger): (step: string) => void {
   if (process.env.BERTH_TRACE !== '1') return () => {};
-  let last = performance.now();
+  const at = performance.now();
+  let last = at;
   const steps: string[] = [];
   return (step: string) => {
     const now = performance.now();
     steps.push(`${step}=${(now - last).toFixed(1)}`);
     last = now;
-    if (step === 'save' || step === 'done') log.info({ steps: steps.join(' ') }, what);
+    if (step === 'save' || step === 'done') log.info({ at: at.toFixed(1), steps: steps.join(' ') }, what);
   };
 }
 

@@ -28,6 +28,8 @@ export interface DaemonModule {
 
 /** Optional modules, loaded if present, so each part of berth plugs in without editing this file. */
 const MODULES = ['../image/image-module.ts', '../container/container-module.ts', '../network/network-module.ts', '../volume/volume-module.ts', '../build/build-module.ts'];
+/** BERTH_TRACE=1: log each request's arrival (ms on the daemon's clock) and duration (performance work). */
+const TRACE = process.env.BERTH_TRACE === '1';
 
 export class Daemon {
   readonly config: DaemonConfig;
@@ -143,6 +145,7 @@ export class Daemon {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
+    if (TRACE) res.once('finish', () => this.log.info({ method: req.method, url: req.url, at: started.toFixed(1), ms: (performance.now() - started).toFixed(1) }, 'trace request'));
     let ctx: Ctx | undefined;
     try {
       ctx = this.#context(req, res);
@@ -166,6 +169,7 @@ export class Daemon {
       const url = new URL(req.url ?? '/', 'http://berth');
       const { version, path } = splitVersion(url.pathname);
       if (this.config.debug) this.log.debug({ method: req.method, url: req.url, upgrade: true }, 'request');
+      if (TRACE) this.log.info({ method: req.method, url: req.url, at: performance.now().toFixed(1) }, 'trace upgrade');
       for (const u of this.#upgrades) {
         const m = u.re.exec(path);
         if (!m || u.method !== req.method) continue;
