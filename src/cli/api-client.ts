@@ -7,21 +7,22 @@
 // can order calls on the daemon (docker sends `wait` and sees its headers before `start`).
 // Status >= 400 rejects with an ApiError whose message is moby's wording,
 // "Error response from daemon: <message>", and whose `kind` comes from the status.
-import type { IncomingMessage, IncomingHttpHeaders } from 'node:http';
+//
+// The transport is ./http1.ts (node:net, one connection per request), not node:http: loading
+// node:http and running its request machinery was ~10 ms of every CLI run.
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { BerthError, kindFromStatus } from '../core/errors.ts';
+import { request as http1Request, type Http1Response, type Http1Target } from './http1.ts';
+
+/** A response whose head has arrived: statusCode, statusMessage, lower-cased headers, the body. */
+export type ApiResponse = Http1Response;
 
 /** The API version this client speaks; lowered to the daemon's when the daemon is older. */
 export const CLIENT_API_VERSION = '1.44';
 /** What a daemon that does not send API-Version is assumed to speak (moby's fallback). */
 export const FALLBACK_API_VERSION = '1.24';
 export const DEFAULT_HOST = 'unix:///run/berth/berth.sock';
-
-// `import ... from 'node:http'` builds an ES module facade that reads every export, including
-// the lazy WebSocket/EventSource getters that load Node's bundled undici: ~40 ms of a CLI run
-// that needs none of it. The CommonJS object does not evaluate them.
-const http = process.getBuiltinModule('node:http') as typeof import('node:http');
 
 export class ApiError extends BerthError {
   readonly status: number;
@@ -60,22 +61,13 @@ export interface Hijacked {
   headers: IncomingHttpHeaders;
 }
 
-interface Endpoint {
-  socketPath?: string;
-  host?: string;
-  port?: number;
-  /** '' for unix sockets: the agent otherwise derives a TLS server name from the host through
-   *  net.isIP, whose first call compiles the IPv6 regular expression (~9 ms of a CLI run). */
-  servername?: string;
-}
-
-export function parseHost(host: string): Endpoint {
+export function parseHost(host: string): Http1Target {
   if (host.startsWith('unix://')) {
     const p = host.slice('unix://'.length);
     if (!p) throw new Error(`unable to parse docker host \`${host}\``);
-    return { socketPath: p, servername: '' };
+    return { socketPath: p };
   }
-  if (host.startsWith('/')) return { socketPath: host, servername: '' };
+  if (host.startsWith('/')) return { socketPath: host };
   const m = /^(?:tcp|http):\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(host);
   if (m) return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 2375 };
   throw new Error(`unable to parse docker host \`${host}\``);
@@ -115,7 +107,7 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function errorFromResponse(res: IncomingMessage): Promise<ApiError> {
+async function errorFromResponse(res: ApiResponse): Promise<ApiError> {
   const text = (await readAll(res)).toString('utf8').trim();
   let msg = text;
   try {
@@ -125,12 +117,12 @@ async function errorFromResponse(res: IncomingMessage): Promise<ApiError> {
     // plain-text error body
   }
   if (!msg) msg = `${res.statusCode} ${res.statusMessage ?? ''}`.trim();
-  return new ApiError(res.statusCode ?? 500, msg);
+  return new ApiError(res.statusCode, msg);
 }
 
 export class ApiClient {
   readonly host: string;
-  readonly #endpoint: Endpoint;
+  readonly #endpoint: Http1Target;
   readonly #userAgent: string;
   #version: string;
   #negotiated = false;
@@ -158,10 +150,10 @@ export class ApiClient {
   /** `HEAD /_ping` (then `GET` if HEAD is refused); lowers the version to the daemon's. */
   negotiate(): Promise<void> {
     this.#ping ??= (async () => {
-      let res: IncomingMessage;
+      let res: ApiResponse;
       try {
         res = await this.#send('HEAD', '/_ping', {});
-        if ((res.statusCode ?? 500) >= 400) {
+        if (res.statusCode >= 400) {
           res.resume();
           res = await this.#send('GET', '/_ping', {});
         }
@@ -179,28 +171,21 @@ export class ApiClient {
     return this.#ping;
   }
 
-  #send(method: string, path: string, opts: RequestOptions, extraHeaders: Record<string, string> = {}): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { 'User-Agent': this.#userAgent, ...extraHeaders, ...opts.headers };
-      let payload: Buffer | Readable | undefined;
-      if (opts.body !== undefined) {
-        if (isRawBody(opts.body)) {
-          payload = opts.body;
-          headers['Content-Type'] = opts.contentType ?? 'application/x-tar';
-        } else {
-          payload = Buffer.from(JSON.stringify(opts.body));
-          headers['Content-Type'] = 'application/json';
-        }
+  #send(method: string, path: string, opts: RequestOptions, extraHeaders: Record<string, string> = {}, upgrade = false): Promise<ApiResponse> {
+    const headers: Record<string, string> = { 'User-Agent': this.#userAgent, ...extraHeaders, ...opts.headers };
+    let body: Buffer | Readable | undefined;
+    if (opts.body !== undefined) {
+      if (isRawBody(opts.body)) {
+        body = opts.body;
+        headers['Content-Type'] = opts.contentType ?? 'application/x-tar';
+      } else {
+        body = Buffer.from(JSON.stringify(opts.body));
+        headers['Content-Type'] = 'application/json';
       }
-      if (Buffer.isBuffer(payload)) headers['Content-Length'] = String(payload.length);
-      this.#debug?.(`${method} ${path}${encodeQuery(opts.query)}`);
-      const req = http.request({ ...this.#endpoint, method, path: path + encodeQuery(opts.query), headers, signal: opts.signal });
-      req.on('error', reject);
-      req.on('response', resolve);
-      if (payload === undefined) req.end();
-      else if (Buffer.isBuffer(payload)) req.end(payload);
-      else pipeline(payload, req).catch(reject);
-    });
+    }
+    const target = path + encodeQuery(opts.query);
+    this.#debug?.(`${method} ${target}${upgrade ? ' (hijack)' : ''}`);
+    return http1Request(this.#endpoint, { method, path: target, headers, body, signal: opts.signal, upgrade });
   }
 
   #versioned(path: string): string {
@@ -208,16 +193,16 @@ export class ApiClient {
   }
 
   /** Send a request; reject with ApiError on status >= 400. The body is left to the caller. */
-  async request(method: string, path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
+  async request(method: string, path: string, opts: RequestOptions = {}): Promise<ApiResponse> {
     await this.negotiate();
-    let res: IncomingMessage;
+    let res: ApiResponse;
     try {
       res = await this.#send(method, this.#versioned(path), opts);
     } catch (err) {
-      if ((err as Error).name === 'AbortError') throw err;
+      if ((err as Error).name === 'AbortError' || err instanceof BerthError) throw err;
       throw new ConnectError(this.host, err);
     }
-    if ((res.statusCode ?? 500) >= 400) throw await errorFromResponse(res);
+    if (res.statusCode >= 400) throw await errorFromResponse(res);
     return res;
   }
 
@@ -241,37 +226,18 @@ export class ApiClient {
    */
   async hijack(method: string, path: string, opts: RequestOptions = {}): Promise<Hijacked> {
     await this.negotiate();
-    return new Promise((resolve, reject) => {
-      const headers: Record<string, string> = {
-        'User-Agent': this.#userAgent,
-        Connection: 'Upgrade',
-        Upgrade: 'tcp',
-        ...opts.headers,
-      };
-      let payload: Buffer | undefined;
-      if (opts.body !== undefined) {
-        payload = Buffer.from(JSON.stringify(opts.body));
-        headers['Content-Type'] = 'application/json';
-        headers['Content-Length'] = String(payload.length);
-      }
-      this.#debug?.(`${method} ${this.#versioned(path)}${encodeQuery(opts.query)} (hijack)`);
-      // A connection of its own: a hijacked socket must never come from (or go back to) a pool.
-      const req = http.request({ ...this.#endpoint, agent: false, method, path: this.#versioned(path) + encodeQuery(opts.query), headers });
-      req.on('error', (err) => reject(new ConnectError(this.host, err)));
-      req.on('upgrade', (res, socket, head) => {
-        if (head.length > 0) socket.unshift(head);
-        resolve({ socket, headers: res.headers });
-      });
-      req.on('response', (res) => {
-        if ((res.statusCode ?? 500) >= 400) {
-          errorFromResponse(res).then(reject, reject);
-          return;
-        }
-        // A daemon that answers 200 without upgrading still streams the output in the body.
-        resolve({ socket: res as unknown as Duplex, headers: res.headers });
-      });
-      req.end(payload);
-    });
+    let res: ApiResponse;
+    try {
+      // Always a connection of its own (http1 never pools), so the socket is ours to keep.
+      res = await this.#send(method, this.#versioned(path), opts, { Connection: 'Upgrade', Upgrade: 'tcp' }, true);
+    } catch (err) {
+      if ((err as Error).name === 'AbortError' || err instanceof BerthError) throw err;
+      throw new ConnectError(this.host, err);
+    }
+    if (res.upgraded) return { socket: res.upgraded, headers: res.headers };
+    if (res.statusCode >= 400) throw await errorFromResponse(res);
+    // A daemon that answers 200 without upgrading still streams the output in the body.
+    return { socket: res as unknown as Duplex, headers: res.headers };
   }
 
   get negotiated(): boolean {

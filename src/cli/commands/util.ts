@@ -4,7 +4,7 @@ import { rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomHex } from '../../pkg/random-hex.ts';
 import { pipeline } from 'node:stream/promises';
-import type { IncomingMessage } from 'node:http';
+import type { ApiResponse } from '../api-client.ts';
 import type { FlagDef, Flags } from '../flags.ts';
 import { CancelledError, isTerminal, type Command, type Ctx } from '../command.ts';
 import { humanSize } from '../render/units.ts';
@@ -94,7 +94,7 @@ export async function copyToFile(path: string, src: NodeJS.ReadableStream): Prom
 }
 
 /** Render a JSON message stream response on stdout (bars on a terminal, lines otherwise). */
-export async function showJsonStream(ctx: Ctx, res: IncomingMessage, quiet = false, onAux?: (m: JsonMessage) => void): Promise<void> {
+export async function showJsonStream(ctx: Ctx, res: ApiResponse, quiet = false, onAux?: (m: JsonMessage) => void): Promise<void> {
   const out = ctx.io.stdout;
   const sink = quiet ? new (await import('node:stream')).Writable({ write: (_c, _e, cb) => cb() }) : out;
   await displayJsonMessages(res as AsyncIterable<Buffer>, sink, {
