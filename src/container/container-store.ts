@@ -3,7 +3,7 @@
 import { readdir, readFile, rm, mkdir, writeFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { writeJsonAtomic } from '../pkg/atomic-file.ts';
+import { writeFileAtomic } from '../pkg/atomic-file.ts';
 import { notFound, invalidArgument, failedPrecondition } from '../core/errors.ts';
 import type { DockerConfig, HostConfig } from '../runtime/create-config.ts';
 import type { ContainerPaths } from './paths.ts';
@@ -68,6 +68,8 @@ export class ContainerStore {
   readonly paths: ContainerPaths;
   #byId = new Map<string, ContainerRecord>();
   #byName = new Map<string, string>();
+  /** The last queued record write per container (see save). */
+  readonly #writes = new Map<string, Promise<void>>();
 
   constructor(paths: ContainerPaths) {
     this.paths = paths;
@@ -142,19 +144,31 @@ export class ContainerStore {
     return this.#byName.has(name.startsWith('/') ? name : `/${name}`);
   }
 
-  /** Atomic write (tmp + rename); fsynced unless `sync: false` (crash markers). */
-  async save(rec: ContainerRecord, opts: { sync?: boolean } = {}): Promise<void> {
+  /**
+   * Atomic write (tmp + rename); fsynced unless `sync: false` (crash markers). The record is
+   * serialised now; the writes of one record land in the order they were asked for, so a caller
+   * may leave a write in flight (the start path answers before its 'running' record is on disk)
+   * without an earlier state overwriting a later one. deleteFiles waits for them.
+   */
+  save(rec: ContainerRecord, opts: { sync?: boolean } = {}): Promise<void> {
     this.#byId.set(rec.id, rec);
     this.#byName.set(rec.name, rec.id);
-    if (opts.sync === false) {
-      const p = this.paths.record(rec.id);
+    const json = JSON.stringify(rec, null, 2) + '\n';
+    const p = this.paths.record(rec.id);
+    const write = async (): Promise<void> => {
+      if (opts.sync !== false) return writeFileAtomic(p, json);
       await mkdir(dirname(p), { recursive: true, mode: 0o700 });
       const tmp = `${p}.${randomBytes(4).toString('hex')}.tmp`;
-      await writeFile(tmp, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
+      await writeFile(tmp, json, { mode: 0o600 });
       await rename(tmp, p);
-      return;
-    }
-    await writeJsonAtomic(this.paths.record(rec.id), rec);
+    };
+    const next = (this.#writes.get(rec.id) ?? Promise.resolve()).then(write);
+    const tail = next.catch(() => {});
+    this.#writes.set(rec.id, tail);
+    void tail.then(() => {
+      if (this.#writes.get(rec.id) === tail) this.#writes.delete(rec.id);
+    });
+    return next;
   }
 
   async delete(rec: ContainerRecord): Promise<void> {
@@ -168,7 +182,14 @@ export class ContainerStore {
     this.releaseName(rec.name, rec.id);
   }
 
+  /** Wait for every record write in flight (daemon shutdown). */
+  async flush(): Promise<void> {
+    await Promise.all(this.#writes.values());
+  }
+
   async deleteFiles(id: string): Promise<void> {
+    // A write still in flight would otherwise bring the record back after the rm.
+    await this.#writes.get(id);
     await rm(this.paths.dir(id), { recursive: true, force: true });
   }
 }
