@@ -181,6 +181,9 @@ export class ContainerService {
   #poll: NodeJS.Timeout | undefined;
   #closed = false;
   #handlingExit = new Set<string>();
+  /** --rm containers whose init this daemon saw exit: their removal releases the cgroup and the
+   *  runtime state without spawning the runtime. */
+  #initGone = new Set<string>();
   #mounter: Mounter;
   #spawner = new Spawner();
   readonly initBinary: string | undefined;
@@ -303,6 +306,7 @@ export class ContainerService {
     for (const m of this.#restart.values()) m.cancelPending();
     this.#mounter.close();
     this.#spawner.close();
+    await this.store.flush();
     // The cgroup parent goes when no container is left under it (rmdir fails otherwise).
     if (!this.store.all().some((r) => ['running', 'paused', 'restarting'].includes(r.state.status))) await this.cgroups.removeParent().catch(() => {});
   }
@@ -535,7 +539,9 @@ export class ContainerService {
       await snap.prepare(id, rec.imageTopChainId as never);
       tr('snapshot');
       rec.state.status = 'created';
-      await this.#save(rec);
+      // Written behind the answer, in order with the record's later writes: a crash before it
+      // lands leaves a snapshot without a record, which sweepOrphans() removes at the next start.
+      this.#save(rec).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'saving the created container failed'));
       tr('done');
     } catch (err) {
       await this.#d.snapshotter()?.remove(id).catch(() => {});
@@ -621,6 +627,10 @@ export class ContainerService {
         });
         netSetUp.catch(() => {}); // awaited below (or in the catch block when the mount fails first)
       }
+      // --network none/host: berth writes the three /etc files itself, while the rootfs mounts.
+      let files = { hostname: this.paths.etcFile(id, 'hostname'), hosts: this.paths.etcFile(id, 'hosts'), resolvConf: this.paths.etcFile(id, 'resolv.conf') };
+      const etcWritten = netSetUp ? undefined : this.#writeEtcFiles(rec, files);
+      etcWritten?.catch(() => {}); // awaited below
       const snap = this.#d.snapshotter();
       if (!snap) throw internal('no snapshotter');
       // The rootfs is mounted on the host (bundle/rootfs), as Docker and Podman do: `docker cp`
@@ -652,16 +662,11 @@ export class ContainerService {
       tr('image');
       const user = needHostRootfs ? await resolveUser(rootfs, rec.config.User ?? '', hc.GroupAdd ?? []) : await resolveUserInLayers(layers, rec.config.User ?? '', hc.GroupAdd ?? []);
       tr('user');
-      const hostNet = hc.NetworkMode === 'host';
-      let files = { hostname: this.paths.etcFile(id, 'hostname'), hosts: this.paths.etcFile(id, 'hosts'), resolvConf: this.paths.etcFile(id, 'resolv.conf') };
       if (netSetUp) {
         sandbox = await netSetUp;
         files = { hostname: sandbox.hostnamePath, hosts: sandbox.hostsPath, resolvConf: sandbox.resolvConfPath };
       } else {
-        const hostResolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-        await writeFile(files.hostname, (hostNet ? osHostname() : rec.config.Hostname ?? id.slice(0, 12)) + '\n');
-        await writeFile(files.hosts, hostNet ? await readFile('/etc/hosts', 'utf8').catch(() => hostsFile('localhost')) : hostsFile(rec.config.Hostname ?? '', hc.ExtraHosts ?? []));
-        await writeFile(files.resolvConf, resolvConf(hostResolv, hc.Dns ?? [], hc.DnsSearch ?? [], hc.DnsOptions ?? [], hostNet));
+        await etcWritten;
       }
       // Entrypoint and Cmd were merged with the image's at create: the spec runs exactly those.
       tr('net');
@@ -710,9 +715,8 @@ export class ContainerService {
       });
       tr('conmon');
       rec.state.pid = started.pid;
-      rec.state.pidStart = await procStartTime(started.pid);
       rec.state.conmonPid = started.conmonPid;
-      rec.state.conmonStart = await procStartTime(started.conmonPid);
+      [rec.state.pidStart, rec.state.conmonStart] = await Promise.all([procStartTime(started.pid), procStartTime(started.conmonPid)]);
       // A fresh exit signal for this run, before attachers take it.
       this.#exitSignals.delete(id);
       const pending = this.#pendingAttach.get(id) ?? [];
@@ -724,7 +728,10 @@ export class ContainerService {
       tr('runc start');
       Object.assign(rec.state, { status: 'running' as ContainerStatus, startedAt: nowIso(), finishedAt: '0001-01-01T00:00:00Z', exitCode: 0, error: '', oomKilled: false });
       if (mountPoints) (rec as ContainerRecord & { mountPoints?: MountPoint[] }).mountPoints = mountPoints;
-      await this.#save(rec);
+      // Written behind the answer (the store keeps this record's writes in order, and shutdown
+      // and removal wait for it): a crash before it lands is a start the record never saw, which
+      // restore undoes, as Docker's restore does with a task its checkpoint does not know.
+      this.#save(rec).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'saving the running state failed'));
       tr('save');
       this.events.emit('container', 'start', id, this.#attrs(rec));
       this.#health.start(rec);
@@ -750,6 +757,18 @@ export class ContainerService {
       if (/executable file not found|no such file or directory|permission denied|not a directory/i.test(msg)) throw invalidArgument(`failed to create task for container: ${msg}`);
       throw err instanceof BerthError ? err : internal(msg);
     }
+  }
+
+  /** /etc/hostname, hosts and resolv.conf of a --network none or host container. */
+  async #writeEtcFiles(rec: ContainerRecord, files: { hostname: string; hosts: string; resolvConf: string }): Promise<void> {
+    const hc = rec.hostConfig;
+    const hostNet = hc.NetworkMode === 'host';
+    await mkdir(this.paths.dir(rec.id), { recursive: true });
+    await Promise.all([
+      writeFile(files.hostname, (hostNet ? osHostname() : rec.config.Hostname ?? rec.id.slice(0, 12)) + '\n'),
+      (hostNet ? readFile('/etc/hosts', 'utf8').catch(() => hostsFile('localhost')) : Promise.resolve(hostsFile(rec.config.Hostname ?? '', hc.ExtraHosts ?? []))).then((text) => writeFile(files.hosts, text)),
+      readFile('/etc/resolv.conf', 'utf8').catch(() => '').then((host) => writeFile(files.resolvConf, resolvConf(host, hc.Dns ?? [], hc.DnsSearch ?? [], hc.DnsOptions ?? [], hostNet))),
+    ]);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -781,23 +800,12 @@ export class ContainerService {
     const tr = tracer(`exit ${id.slice(0, 12)}`, this.#d.log);
     const oom = await this.cgroups.oomKilled(id, rec.cgroupParent).catch(() => false);
     tr('oom');
-    const rt = this.runtime(rec.runtime);
-    // Fast path: init is gone (so is every process of its PID namespace), so removing the cgroup
-    // and the runtime's state is all `runc delete` would do; an EBUSY cgroup (stragglers) falls
-    // back to `runc delete --force`.
-    let fast = false;
-    if (!(await sameProcess(rec.state.pid, rec.state.pidStart))) {
-      try {
-        await this.cgroups.remove(id, rec.cgroupParent);
-        fast = await rt.forgetStopped(id);
-      } catch {
-        fast = false;
-      }
-    }
-    if (!fast) await rt.delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
+    // --rm: the removal right after releases the runtime state and cgroup, after `run --rm` got
+    // its answer.
+    const initGone = !(await sameProcess(rec.state.pid, rec.state.pidStart));
+    if (!rec.hostConfig.AutoRemove) await this.#releaseRuntime(id, rec.runtime, rec.cgroupParent, initGone);
+    else if (initGone) this.#initGone.add(id);
     tr('runc delete');
-    await this.cgroups.remove(id, rec.cgroupParent).catch(() => {});
-    tr('cgroups');
     const net = rec.hostConfig.NetworkMode === 'none' || rec.hostConfig.NetworkMode === 'host' ? undefined : this.#d.networks();
     if (net) void net.tearDown(id).catch(() => {});
     // --rm: the removal unmounts, after `run --rm` got its answer.
@@ -1042,16 +1050,44 @@ export class ContainerService {
     await this.store.deleteFiles(rec.id);
   }
 
+  /**
+   * The runtime's state and the cgroup of a container whose init has exited (or is to be
+   * killed). Fast path: init is gone (so is every process of its PID namespace), so removing
+   * the cgroup and the runtime's state is all `runc delete` would do; an EBUSY cgroup
+   * (stragglers) falls back to `runc delete --force`.
+   */
+  async #releaseRuntime(id: string, runtimeName: string, cgroupParent: string | undefined, initGone: boolean): Promise<void> {
+    let rt;
+    try {
+      rt = this.runtime(runtimeName);
+    } catch {
+      await this.cgroups.remove(id, cgroupParent).catch(() => {});
+      return; // an unknown runtime: nothing of its to delete
+    }
+    // After a recorded exit the runtime state is already gone: nothing to spawn.
+    if (!existsSync(join(rt.root, id))) {
+      await this.cgroups.remove(id, cgroupParent).catch(() => {});
+      return;
+    }
+    let fast = false;
+    if (initGone) {
+      try {
+        await this.cgroups.remove(id, cgroupParent);
+        fast = await rt.forgetStopped(id);
+      } catch {
+        fast = false;
+      }
+    }
+    if (!fast) await rt.delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
+    await this.cgroups.remove(id, cgroupParent).catch(() => {});
+  }
+
   /** Runtime state, cgroups, mounts and runtime files of a container (not its record or snapshot). */
   async #teardownFiles(id: string, runtimeName: string, cgroupParent?: string): Promise<void> {
-    try {
-      const rt = this.runtime(runtimeName);
-      // After a recorded exit the runtime state is already gone: skip spawning the runtime.
-      if (existsSync(join(rt.root, id))) await rt.delete(id, true);
-    } catch {
-      /* gone or unknown runtime */
-    }
-    await this.cgroups.remove(id, cgroupParent).catch(() => {});
+    // Only an exit this daemon saw proves the init gone; otherwise `runc delete --force` kills
+    // whatever is left (a start a crash interrupted leaves runc init waiting on its fifo).
+    const initGone = this.#initGone.delete(id);
+    await this.#releaseRuntime(id, runtimeName, cgroupParent, initGone);
     await this.#unmountRootfs(id);
     await rm(this.paths.bundle(id), { recursive: true, force: true });
     await unlink(join(this.paths.exitDir, id)).catch(() => {});
