@@ -4,8 +4,9 @@
 // conmon.ts); the other operations call the runtime directly.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { rm, open } from 'node:fs/promises';
-import { accessSync, constants } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { accessSync, closeSync, constants, fstatSync, open as openFd } from 'node:fs';
+import { Socket } from 'node:net';
 import { internal, notFound, failedPrecondition, invalidArgument } from '../core/errors.ts';
 import { spawnConmon, cleanRuntimeError, type ConmonOptions, type ConmonProcess } from './conmon.ts';
 import type { Spawner } from './spawner.ts';
@@ -76,36 +77,39 @@ export class OciRuntime {
   /**
    * runc's `start` of a created container is: read the byte runc init writes into
    * `<root>/<id>/exec.fifo` (it then execs the user process) and remove the fifo. Doing that
-   * here saves spawning the runtime on the `run` critical path. The fifo is opened O_RDWR
-   * (never blocks) and read without blocking, so a dead init cannot wedge a libuv thread.
-   * runc only; false when the fast path does not apply (then `runc start` runs).
+   * here saves spawning the runtime on the `run` critical path. The fifo is opened O_RDWR (never
+   * blocks: berthd is a writer too, so it never sees EOF either) and read through the event loop
+   * (a libuv pipe handle), so a dead init cannot wedge a thread and the byte is seen the moment
+   * it is written. runc only; false when the fast path does not apply (then `runc start` runs).
    */
   async #startViaFifo(id: string): Promise<boolean> {
     if (!/(^|\/)runc$/.test(this.path)) return false;
     const fifo = join(this.root, id, 'exec.fifo');
-    let fh;
+    let fd: number;
     try {
-      fh = await open(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+      fd = await new Promise<number>((resolve, reject) => openFd(fifo, constants.O_RDWR | constants.O_NONBLOCK, (err, f) => (err ? reject(err) : resolve(f))));
     } catch {
       return false;
     }
+    if (!fstatSync(fd).isFIFO()) {
+      closeSync(fd);
+      return false;
+    }
+    const pipe = new Socket({ fd, readable: true, writable: false });
     try {
-      const st = await fh.stat();
-      if (!st.isFIFO()) return false;
-      const buf = Buffer.alloc(16);
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        try {
-          const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-          if (bytesRead > 0) break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        }
-        if (Date.now() > deadline) throw internal('start: container init did not report through its exec fifo');
-        await new Promise((r) => setTimeout(r, 1));
-      }
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(internal('start: container init did not report through its exec fifo')), 30_000);
+        pipe.once('data', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        pipe.once('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+      });
     } finally {
-      await fh.close();
+      pipe.destroy();
     }
     await rm(fifo, { force: true });
     return true;
