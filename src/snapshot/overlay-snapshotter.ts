@@ -266,12 +266,15 @@ export class OverlaySnapshotter implements Snapshotter {
       const tmp = await this.#tmpDir('active');
       try {
         const fs = SnapshotPaths.fs(tmp);
-        await mkdir(fs, { mode: 0o755 });
-        await mkdir(SnapshotPaths.work(tmp), { mode: 0o700 });
-        // The merged root takes the upper root's attributes: start from the image's.
-        if (parent) await copyRootAttrs(SnapshotPaths.fs(this.#paths.committed(parent)), fs);
         const meta: ActiveMeta = { key, ...(parent ? { parent } : {}), created: new Date().toISOString() };
-        await writeJsonAtomic(SnapshotPaths.meta(tmp), meta);
+        // Independent steps side by side (this is on every container create's path); the
+        // directory's rename below publishes them together.
+        await Promise.all([
+          // The merged root takes the upper root's attributes: start from the image's.
+          mkdir(fs, { mode: 0o755 }).then(() => (parent ? copyRootAttrs(SnapshotPaths.fs(this.#paths.committed(parent)), fs) : undefined)),
+          mkdir(SnapshotPaths.work(tmp), { mode: 0o700 }),
+          writeJsonAtomic(SnapshotPaths.meta(tmp), meta),
+        ]);
         await rename(tmp, this.#paths.active(key));
         await fsyncDir(this.#paths.activeDir);
         this.#active.set(key, meta);
