@@ -175,6 +175,33 @@ test('store: names, conflicts, ID prefixes, atomic records', async () => {
   }
 });
 
+test('store: writes left in flight land in order, and deleteFiles waits for them', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-store-'));
+  try {
+    const s = new ContainerStore(new ContainerPaths(dir, dir));
+    const a = record({ id: 'b1'.repeat(32), name: '/order' });
+    const path = new ContainerPaths(dir, dir).record(a.id);
+    // Three states asked for without waiting: the file ends with the last one, whatever the
+    // thread pool does with the writes.
+    const writes: Promise<void>[] = [];
+    for (const status of ['created', 'running', 'exited'] as const) {
+      a.state = { ...a.state, status };
+      writes.push(s.save(a));
+    }
+    a.state = { ...a.state, status: 'dead' }; // after the call: not in any write
+    await Promise.all(writes);
+    assert.equal(JSON.parse(await readFile(path, 'utf8')).state.status, 'exited');
+    // A removal while a write is in flight must not see the record come back.
+    const late = s.save(a);
+    await s.delete(a);
+    await late;
+    await assert.rejects(readFile(path, 'utf8'), (e: any) => e.code === 'ENOENT');
+    await s.flush();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('health probe commands and signals', () => {
   assert.deepEqual(probeCommand(['CMD-SHELL', 'curl -f x']), ['/bin/sh', '-c', 'curl -f x']);
   assert.deepEqual(probeCommand(['CMD', 'true']), ['true']);
