@@ -10,8 +10,16 @@
 // helper's to supervise: the helper only reaps it (conmon double-forks and its first process
 // exits at once), and it outlives the helper and berthd.
 //
+// With `startPipe`, the program also gets the read end of a second pipe on fd 4, which the
+// helper holds until told to write to it: conmon (with _OCI_STARTPIPE=4) starts, opens its log
+// and waits there, so it can be spawned before the bundle is ready and let go the moment it is.
+// Programs still waiting when berthd lets go of fd 3 or the helper's stdin closes (berthd gone)
+// are killed, never let go: conmon takes a closed start pipe for a start.
+//
 // Protocol (lines; every variable field hex-encoded, so any byte is allowed):
-//   berthd -> helper   "<req> <cwd> <stderr-path> <env NUL-joined> <argv NUL-joined>"
+//   berthd -> helper   "<req> <cwd> <stderr-path> <env NUL-joined> <argv NUL-joined> <flags>"
+//                                            flags: "s" for a start pipe on fd 4
+//                      "S <req>"             write one byte to the start pipe and close it
 //                      "C <req>"             close the fd-3 pipe (berthd read all it wanted: conmon
 //                                            keeps its end open for its whole life)
 //   helper -> berthd   "P <req> <pid>"       spawned (fork succeeded; exec failure shows as EOF)
@@ -27,12 +35,15 @@ use strict; use warnings; use POSIX (); use Fcntl; use IO::Select;
 $| = 1;
 my $sel = IO::Select->new(\*STDIN);
 my %pipes;
+my %starts;
 my $in = '';
 sub hx { unpack('H*', $_[0]) }
 sub spawn_one {
   my @f = split / /, $_[0], -1;
-  my ($req, $cwd, $err, $env, $argv) = map { pack('H*', $_) } @f;
+  my ($req, $cwd, $err, $env, $argv, $flags) = map { pack('H*', $_ // '') } @f;
   pipe(my $r, my $w) or do { print "F ", hx($req), " ", hx("pipe: $!"), "\n"; return };
+  my ($sr, $sw);
+  if ($flags eq 's') { pipe($sr, $sw) or do { print "F ", hx($req), " ", hx("pipe: $!"), "\n"; close $r; close $w; return } }
   my $pid = fork;
   if (!defined $pid) { print "F ", hx($req), " ", hx("fork: $!"), "\n"; close $r; close $w; return }
   if ($pid == 0) {
@@ -40,9 +51,15 @@ sub spawn_one {
     chdir $cwd or POSIX::_exit(126);
     open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null');
     open(STDERR, '>>', $err) or open(STDERR, '>', '/dev/null');
+    my $sfd = $sr ? POSIX::dup(fileno($sr)) : undef;
     POSIX::dup2(fileno($w), 3) if fileno($w) != 3;
     open(my $fd3, '+<&=', 3) or POSIX::_exit(126);
     fcntl($fd3, F_SETFD, 0);
+    if (defined $sfd) {
+      POSIX::dup2($sfd, 4) if $sfd != 4;
+      open(my $fd4, '<&=', 4) or POSIX::_exit(126);
+      fcntl($fd4, F_SETFD, 0);
+    }
     %ENV = ();
     for my $kv (split /\0/, $env) { my ($k, $v) = split /=/, $kv, 2; $ENV{$k} = $v if defined $v }
     my @a = split /\0/, $argv;
@@ -50,6 +67,7 @@ sub spawn_one {
     POSIX::_exit(127);
   }
   close $w;
+  if ($sr) { close $sr; $starts{hx($req)} = [$sw, $pid] }
   $pipes{fileno $r} = [hx($req), $r];
   $sel->add($r);
   print "P ", hx($req), " $pid\n";
@@ -60,13 +78,19 @@ while (1) {
   for my $fh (@ready) {
     if (fileno($fh) == 0) {
       my $n = sysread(STDIN, my $buf, 65536);
-      if (!defined $n) { next if $!{EINTR} || $!{EAGAIN}; exit 0 }
-      exit 0 if $n == 0;
+      if (!defined $n) { next if $!{EINTR} || $!{EAGAIN}; kill 'KILL', map { $_->[1] } values %starts; exit 0 }
+      if ($n == 0) { kill 'KILL', map { $_->[1] } values %starts; exit 0 }
       $in .= $buf;
       while ($in =~ s/^([^\n]*)\n//) {
         my $line = $1;
-        if ($line =~ /^C (\S+)$/) {
+        if ($line =~ /^S (\S+)$/) {
+          my $st = delete $starts{$1};
+          if ($st) { syswrite($st->[0], '0'); close $st->[0] }
+        } elsif ($line =~ /^C (\S+)$/) {
           my $k = $1;
+          # Never let go: conmon would take the closed pipe for a start.
+          my $st = delete $starts{$k};
+          if ($st) { kill 'KILL', $st->[1]; close $st->[0] }
           for my $fd (keys %pipes) {
             next unless $pipes{$fd}[0] eq $k;
             $sel->remove($pipes{$fd}[1]); close $pipes{$fd}[1]; delete $pipes{$fd};
@@ -91,12 +115,16 @@ export interface SpawnRequest {
   env: NodeJS.ProcessEnv;
   /** The program's stderr is appended here. */
   stderrPath: string;
+  /** A start pipe on fd 4 (see the header): written by Spawned.start(). */
+  startPipe?: boolean;
 }
 
 export interface Spawned {
   pid: number;
   /** What the program writes to fd 3; ends when every holder of the pipe closed it. */
   fd3: Readable;
+  /** With a start pipe: write its byte (once). Destroying fd3 before that kills the program. */
+  start?: () => void;
 }
 
 interface Pending {
@@ -182,7 +210,7 @@ export class Spawner {
     const hex = (s: string) => Buffer.from(s).toString('hex');
     const env = Object.entries(r.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     if ([r.file, ...r.args, ...env].some((a) => a.includes('\0'))) return Promise.reject(internal('spawn: NUL in argument'));
-    const line = [hex(req), hex(r.cwd), hex(r.stderrPath), hex(env.join('\0')), hex([r.file, ...r.args].join('\0'))].join(' ');
+    const line = [hex(req), hex(r.cwd), hex(r.stderrPath), hex(env.join('\0')), hex([r.file, ...r.args].join('\0')), hex(r.startPipe ? 's' : '')].join(' ');
     const key = hex(req);
     const fd3 = new PassThrough();
     // Once the caller is done with fd 3 (destroyed it), the helper closes its end too.
@@ -190,8 +218,13 @@ export class Spawner {
       if (!this.#pending.delete(key)) return;
       if (this.#child === child) child.stdin!.write(`C ${key}\n`);
     });
+    const start = r.startPipe
+      ? () => {
+          if (this.#child === child && !fd3.destroyed) child.stdin!.write(`S ${key}\n`);
+        }
+      : undefined;
     return new Promise<Spawned>((resolve, reject) => {
-      this.#pending.set(key, { resolve, reject, fd3, spawned: false });
+      this.#pending.set(key, { resolve: (s) => resolve(start ? { ...s, start } : s), reject, fd3, spawned: false });
       child.stdin!.write(line + '\n');
     });
   }

@@ -122,3 +122,29 @@ test('detach keys: Docker\'s spelling, held-back prefixes, a broken sequence pas
   const one = new DetachScanner(Buffer.from([0x1d]));
   assert.deepEqual(one.push(Buffer.from([0x61, 0x1d, 0x62])), { data: Buffer.from('a'), detach: true });
 });
+
+test('spawn helper: a start pipe on fd 4 holds the program until start(); released unstarted, it is killed', async () => {
+  await using dir = await tempDir();
+  const sp = new Spawner();
+  try {
+    const script = 'echo ready >&3; read -r x <&4; echo "go $x" >&3';
+    const s = await sp.spawn({ file: '/bin/sh', args: ['-c', script], cwd: dir.path, env: { PATH: '/usr/bin:/bin' }, stderrPath: join(dir.path, 'err'), startPipe: true });
+    assert.equal(typeof s.start, 'function');
+    const chunks: string[] = [];
+    s.fd3.on('data', (c: Buffer) => chunks.push(c.toString()));
+    await waitFor(async () => chunks.join('') === 'ready\n', 'the program started and waits', 5000);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(chunks.join(''), 'ready\n', 'still waiting on fd 4');
+    s.start!();
+    await new Promise((r) => s.fd3.on('end', r));
+    assert.equal(chunks.join(''), 'ready\ngo 0\n');
+    // Let go of before start(): the helper kills it rather than let it take EOF for a start.
+    const held = await sp.spawn({ file: '/bin/sh', args: ['-c', 'echo ready >&3; read -r x <&4; echo started >&2'], cwd: dir.path, env: { PATH: '/usr/bin:/bin' }, stderrPath: join(dir.path, 'err2'), startPipe: true });
+    await new Promise((r) => held.fd3.once('data', r));
+    held.fd3.destroy();
+    await waitFor(async () => (await procStartTime(held.pid)) === undefined, 'the unstarted program is gone', 5000);
+    assert.equal(await readFile(join(dir.path, 'err2'), 'utf8').catch(() => ''), '', 'it never ran past the start pipe');
+  } finally {
+    sp.close();
+  }
+});
