@@ -43,7 +43,7 @@ import { Cgroups } from '../runtime/cgroups.ts';
 import { Mounter } from '../runtime/mounter.ts';
 import { Spawner } from '../runtime/spawner.ts';
 import { OciRuntime, resolveBinary } from '../runtime/oci-runtime.ts';
-import { attachConmon, procStartTime, readExitFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream } from '../runtime/conmon.ts';
+import { attachConmon, procStartTime, readExitFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream, type WaitingConmon } from '../runtime/conmon.ts';
 import { ContainerStore, emptyState, type ContainerRecord, type ContainerStatus } from './container-store.ts';
 import { ContainerPaths } from './paths.ts';
 import { EventBus } from './event-bus.ts';
@@ -615,8 +615,22 @@ export class ContainerService {
     // The network (namespace, CNI plugins, /etc files) is set up while the rootfs is mounted and
     // the user resolved: the two do not depend on each other, and the plugins are the slower.
     let netSetUp: Promise<Sandbox> | undefined;
+    // conmon is spawned first and waits on its start pipe (its start-up, ~3 ms, overlaps the
+    // mount and the spec); it is let go once config.json is written.
+    let early: Promise<WaitingConmon | undefined> | undefined;
+    const conmonOpts = {
+      id, name: rec.name.slice(1), bundle, pidFile: join(bundle, 'pid'), conmonPidFile: join(bundle, 'conmon.pid'),
+      exitDir: this.paths.exitDir, logPath: rec.logPath, logSizeMax: rec.logMaxSize > 0 ? rec.logMaxSize * (rec.logMaxFiles > 1 ? 2 : 1) : undefined,
+      socketDir: this.paths.socketDir, terminal: rec.config.Tty === true, stdin: rec.config.OpenStdin === true,
+      leaveStdinOpen: rec.config.OpenStdin === true && rec.config.StdinOnce !== true, conmonLog: join(bundle, 'conmon.log'),
+    };
     try {
       await mkdir(bundle, { recursive: true, mode: 0o700 });
+      // A config.json of an earlier run must not be what a conmon let go by accident runs; the
+      // log's directory must exist before conmon opens the log.
+      early = Promise.all([rm(join(bundle, 'config.json'), { force: true }), unlink(join(this.paths.exitDir, id)).catch(() => {}), mkdir(this.paths.dir(id), { recursive: true })])
+        .then(() => rt.createEarly(conmonOpts));
+      early.catch(() => {}); // awaited below (or in the catch block)
       if (net) {
         netSetUp = net.setUp({
           containerId: id, name: rec.name.slice(1), hostname: rec.config.Hostname ?? id.slice(0, 12), domainname: rec.config.Domainname,
@@ -704,15 +718,8 @@ export class ContainerService {
       const etcIdx = spec.mounts.findIndex((m) => m.destination === '/etc/resolv.conf');
       spec.mounts.splice(etcIdx >= 0 ? etcIdx : spec.mounts.length, 0, ...extraMounts);
       tr('vols+spec');
-      await writeFile(join(bundle, 'config.json'), specToJson(spec));
-      await unlink(join(this.paths.exitDir, id)).catch(() => {});
-      await mkdir(join(this.paths.dir(id)), { recursive: true });
-      const started = await rt.create({
-        id, name: rec.name.slice(1), bundle, pidFile: join(bundle, 'pid'), conmonPidFile: join(bundle, 'conmon.pid'),
-        exitDir: this.paths.exitDir, logPath: rec.logPath, logSizeMax: rec.logMaxSize > 0 ? rec.logMaxSize * (rec.logMaxFiles > 1 ? 2 : 1) : undefined,
-        socketDir: this.paths.socketDir, terminal: rec.config.Tty === true, stdin: rec.config.OpenStdin === true,
-        leaveStdinOpen: rec.config.OpenStdin === true && rec.config.StdinOnce !== true, conmonLog: join(bundle, 'conmon.log'),
-      });
+      const [waiting] = await Promise.all([early.catch(() => undefined), writeFile(join(bundle, 'config.json'), specToJson(spec))]);
+      const started = waiting ? await waiting.go() : await rt.create(conmonOpts);
       tr('conmon');
       rec.state.pid = started.pid;
       rec.state.conmonPid = started.conmonPid;
@@ -736,6 +743,8 @@ export class ContainerService {
       this.events.emit('container', 'start', id, this.#attrs(rec));
       this.#health.start(rec);
     } catch (err) {
+      // A conmon still waiting (the start failed before it was let go) is killed.
+      (await early?.catch(() => undefined))?.abort();
       await rt.delete(id, true).catch(() => {});
       await this.cgroups.remove(id, rec.cgroupParent).catch(() => {});
       // A set-up still in flight (the mount failed first) is waited for, then undone.

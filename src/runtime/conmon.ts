@@ -90,11 +90,8 @@ export interface ConmonProcess extends ConmonStarted {
   exitCode?: Promise<number>;
 }
 
-/**
- * Spawn conmon. Resolves once the runtime created the container (or, for an exec with attach,
- * once the attach socket exists: then `start()` runs it). Rejects with the runtime's error.
- */
-export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
+/** conmon's command line for a container create or an exec session. */
+function conmonArgs(o: ConmonOptions): string[] {
   const args = [
     '--api-version', '1',
     '-c', o.id, '-u', o.id,
@@ -119,6 +116,53 @@ export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
     args.push('-e', '--exec-process-spec', o.exec.processSpec);
     if (o.exec.attach) args.push('--exec-attach');
   }
+  return args;
+}
+
+/** A conmon spawned ahead of its bundle, waiting on its start pipe (see spawnConmonEarly). */
+export interface WaitingConmon {
+  /** Let it run the runtime's create: resolves as spawnConmon does. */
+  go(): Promise<ConmonProcess>;
+  /** Not needed after all (the start failed first): it is killed, never let go. */
+  abort(): void;
+}
+
+/**
+ * Spawn a container's conmon before its bundle is complete: it starts (exec, libraries, options,
+ * log file) and waits on its start pipe while berthd mounts the rootfs and writes config.json;
+ * go() then lets it run `<runtime> create`. The log's directory and the bundle directory must
+ * exist. undefined without the spawn helper (callers then use spawnConmon when ready).
+ */
+export async function spawnConmonEarly(o: ConmonOptions): Promise<WaitingConmon | undefined> {
+  if (o.exec || !o.spawner?.available) return undefined;
+  await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', ...o.env };
+  const s = await o.spawner.spawn({ file: o.conmonPath ?? 'conmon', args: conmonArgs(o), cwd: o.bundle, env, stderrPath: o.conmonLog, startPipe: true }).catch(() => undefined);
+  if (!s?.start) return undefined;
+  let state: 'waiting' | 'started' | 'aborted' = 'waiting';
+  return {
+    go: () => {
+      if (state !== 'waiting') return Promise.reject(internal('conmon: already started or aborted'));
+      state = 'started';
+      s.start!();
+      return finishCreate(o, s.fd3, s.pid);
+    },
+    abort: () => {
+      if (state !== 'waiting') return;
+      state = 'aborted';
+      // The helper kills it when it lets go of the pipes (conmon takes a closed start pipe for
+      // a start).
+      s.fd3.destroy();
+    },
+  };
+}
+
+/**
+ * Spawn conmon. Resolves once the runtime created the container (or, for an exec with attach,
+ * once the attach socket exists: then `start()` runs it). Rejects with the runtime's error.
+ */
+export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
+  const args = conmonArgs(o);
   await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', ...o.env };
   // cwd: conmon writes an `oom` marker file into its working directory when the container is

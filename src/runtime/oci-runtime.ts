@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { accessSync, closeSync, constants, fstatSync, open as openFd } from 'node:fs';
 import { Socket } from 'node:net';
 import { internal, notFound, failedPrecondition, invalidArgument } from '../core/errors.ts';
-import { spawnConmon, cleanRuntimeError, type ConmonOptions, type ConmonProcess } from './conmon.ts';
+import { spawnConmon, spawnConmonEarly, cleanRuntimeError, type ConmonOptions, type ConmonProcess, type WaitingConmon } from './conmon.ts';
 import type { Spawner } from './spawner.ts';
 
 export interface RuntimeState {
@@ -67,6 +67,11 @@ export class OciRuntime {
   /** Create (not start) the container under a new conmon. */
   create(o: Omit<ConmonOptions, 'runtimePath' | 'runtimeArgs' | 'conmonPath'>): Promise<ConmonProcess> {
     return spawnConmon({ ...o, conmonPath: this.conmonPath, runtimePath: this.path, runtimeArgs: [`--root=${this.root}`], spawner: this.#spawner });
+  }
+
+  /** conmon for a create, spawned now and let go later (spawnConmonEarly); undefined if it cannot be. */
+  createEarly(o: Omit<ConmonOptions, 'runtimePath' | 'runtimeArgs' | 'conmonPath'>): Promise<WaitingConmon | undefined> {
+    return spawnConmonEarly({ ...o, conmonPath: this.conmonPath, runtimePath: this.path, runtimeArgs: [`--root=${this.root}`], spawner: this.#spawner });
   }
 
   async start(id: string): Promise<void> {
