@@ -306,6 +306,10 @@ export class Http1Response extends Readable {
     this.headers = head.headers;
     this.rawHeaders = head.rawHeaders;
     this.#socket = socket;
+    // A framing error can come before anyone reads (in the bytes that came with the head): it
+    // reaches the reader through the stream's errored state (async iteration, pipeline,
+    // readAll), and never crashes the CLI as an unhandled 'error' event.
+    this.on('error', () => {});
   }
 
   // The socket is paused while the body's buffer is full; reading resumes it.

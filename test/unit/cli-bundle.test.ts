@@ -59,3 +59,13 @@ console.log(JSON.stringify(process.moduleLoadList.filter((m) => !before.has(m)))
   assert.ok(loaded.length > 0, 'the probe sees the modules the bundle loads');
   assert.deepEqual(loaded.filter((m) => /crypto/.test(m)), []);
 });
+
+test('loading the bundled CLI does not load node:http (its agent/client/server modules, ~10 ms of every run)', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
+  const probe = `const before = new Set(process.moduleLoadList); require(${JSON.stringify(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'))});
+console.log(JSON.stringify(process.moduleLoadList.filter((m) => !before.has(m))));`;
+  const r = await run(process.execPath, ['-e', probe]);
+  assert.equal(r.code, 0, r.stderr);
+  const loaded = JSON.parse(r.stdout) as string[];
+  assert.ok(loaded.includes('NativeModule net'), 'the probe sees the modules the bundle loads (net, the transport)');
+  assert.deepEqual(loaded.filter((m) => /_http_|NativeModule http$|http_parser/.test(m)), []);
+});
