@@ -9,7 +9,11 @@
 // turn (interleaved, so load from other work on the machine hits them alike) and the medians are
 // taken over all rounds' runs. Prints medians and the ratio berth/docker. Needs no root.
 //
-// Usage: node bench/cli-bench.ts [--runs 40] [--rounds 1] [--json out.json]
+// With --baseline DIR, DIR/bin/berth (another checkout with its bundle built, e.g. an older
+// commit's tree) is timed in the same rounds as "baseline": before/after figures under the same
+// load.
+//
+// Usage: node bench/cli-bench.ts [--runs 40] [--rounds 1] [--baseline DIR] [--json out.json]
 import { createServer, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -23,6 +27,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '40' },
     rounds: { type: 'string', default: '1' },
     json: { type: 'string' },
+    baseline: { type: 'string' },
   },
 });
 const RUNS = Number(values.runs);
@@ -113,13 +118,14 @@ try {
     docker: `${DOCKER} run --rm --network none busybox true`,
     node: `${NODE} -e 0`,
   };
+  if (values.baseline) commands.baseline = `${join(values.baseline, 'bin', 'berth')} run --rm --network none busybox true`;
   // A failing command would time its error path: check each once first.
   for (const [name, cmd] of Object.entries(commands)) {
     const [file, ...args] = cmd.split(' ');
     const r = await run(file!, args, { env, timeoutMs: 30_000 });
     if (r.code !== 0) throw new Error(`${name}: exit ${r.code}: ${r.stderr}`);
   }
-  const times: Record<string, number[]> = { berth: [], docker: [], node: [] };
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
   for (let round = 0; round < ROUNDS; round++) {
     const out = join(work, `round${round}.json`);
     const args = ['-N', '-w', '5', '-r', String(RUNS), '--export-json', out, '--style', 'none'];
@@ -136,10 +142,12 @@ try {
     medianMs: Object.fromEntries(Object.entries(med).map(([k, v]) => [k, Number(v.toFixed(1))])),
     berthOverDocker: Number((med.berth! / med.docker!).toFixed(2)),
     berthOverNode: Number((med.berth! / med.node!).toFixed(2)),
+    ...(med.baseline ? { baselineOverDocker: Number((med.baseline / med.docker!).toFixed(2)), berthOverBaseline: Number((med.berth! / med.baseline).toFixed(2)) } : {}),
   };
   console.log(`run --rm --network none busybox true against an instant fake daemon (${summary.runs} runs each, medians):`);
   for (const [k, v] of Object.entries(summary.medianMs)) console.log(`  ${k.padEnd(7)} ${v.toFixed(1).padStart(6)} ms`);
   console.log(`  berth/docker ${summary.berthOverDocker}x   berth - node -e 0: ${(med.berth! - med.node!).toFixed(1)} ms`);
+  if (summary.berthOverBaseline !== undefined) console.log(`  baseline/docker ${summary.baselineOverDocker}x   berth/baseline ${summary.berthOverBaseline}x`);
   if (values.json) await writeFile(values.json, JSON.stringify(summary, null, 2) + '\n');
 } finally {
   await closeDaemon();
