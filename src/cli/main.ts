@@ -1,5 +1,5 @@
-// Entry point of the `berth` CLI. bin/berth.mjs calls `main()` from the bundle that
-// scripts/build-cli.mjs makes of this module (dist/cli/berth.mjs), or from this file when the
+// Entry point of the `berth` CLI. bin/berth.cjs calls `main()` from the bundle that
+// scripts/build-cli.mjs makes of this module (dist/cli/berth.cjs), or from this file when the
 // bundle is missing or older than the sources. Run directly (`node src/cli/main.ts`), it runs
 // itself. Everything else lives in cli.ts.
 import { pathToFileURL } from 'node:url';

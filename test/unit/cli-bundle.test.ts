@@ -1,14 +1,14 @@
 // The CLI launcher runs dist/cli/berth.cjs only while it matches the sources it was built from
-// (bin/cli-bundle.mjs), and the bundle behaves as the TypeScript sources do.
+// (bin/cli-bundle.cjs), and the bundle behaves as the TypeScript sources do.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile, utimes, rm } from 'node:fs/promises';
+import { mkdir, writeFile, utimes, rm, readFile, readdir, stat, chmod } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tempDir, run, BERTH, REPO_ROOT } from '../helpers/fixtures.ts';
 // @ts-expect-error: plain JavaScript module without type declarations
-import { bundleIsFresh } from '../../bin/cli-bundle.mjs';
+import { bundleIsFresh } from '../../bin/cli-bundle.cjs';
 
 const fresh = bundleIsFresh as (root: URL) => boolean;
 
@@ -68,4 +68,40 @@ console.log(JSON.stringify(process.moduleLoadList.filter((m) => !before.has(m)))
   const loaded = JSON.parse(r.stdout) as string[];
   assert.ok(loaded.includes('NativeModule net'), 'the probe sees the modules the bundle loads (net, the transport)');
   assert.deepEqual(loaded.filter((m) => /_http_|NativeModule http$|http_parser/.test(m)), []);
+});
+
+test('the bundle has no dynamic import() (bin/berth.cjs compiles it through vm.Script, where import() needs a flag)', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
+  const text = await readFile(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'), 'utf8');
+  assert.ok(text.length > 100_000, 'the whole CLI');
+  assert.doesNotMatch(text, /(^|[^\w$.])import\(/m);
+});
+
+test('CLI code cache: written after a run, reused, updated for a new command, never from a directory others can write', async () => {
+  await using dir = await tempDir();
+  const mod = join(dir.path, 'mod.cjs');
+  await writeFile(mod, 'exports.twice = (x) => x * 2;\nexports.where = () => __filename;\n');
+  const cache = join(dir.path, 'cache');
+  const probe = (verb: string) =>
+    run(process.execPath, ['-e', `const m = require(${JSON.stringify(join(REPO_ROOT, 'bin', 'cli-cache.cjs'))}).loadWithCodeCache(${JSON.stringify(mod)}, [${JSON.stringify(verb)}]); console.log(m.twice(21), m.where());`], { env: { ...process.env, XDG_CACHE_HOME: cache } });
+  const files = async () => (await readdir(join(cache, 'berth')).catch(() => [])).filter((f) => f.startsWith('cli-')).sort();
+  let r = await probe('run');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `42 ${mod}\n`);
+  const [v8, verbs] = await files();
+  assert.match(v8 ?? '', /^cli-v[\d.]+-\d+-\d+\.v8$/);
+  assert.equal(verbs, `${v8}.verbs`);
+  assert.equal(await readFile(join(cache, 'berth', verbs!), 'utf8'), 'run\n');
+  const written = (await stat(join(cache, 'berth', v8!))).mtimeMs;
+  r = await probe('run');
+  assert.equal(r.stdout, `42 ${mod}\n`);
+  assert.equal((await stat(join(cache, 'berth', v8!))).mtimeMs, written, 'reused as it is');
+  r = await probe('ps');
+  assert.equal(await readFile(join(cache, 'berth', verbs!), 'utf8'), 'run\nps\n', 'made again after a new command');
+  // A cache directory others may write to is not used at all.
+  await rm(join(cache, 'berth'), { recursive: true });
+  await mkdir(join(cache, 'berth'), { mode: 0o777 });
+  await chmod(join(cache, 'berth'), 0o777);
+  r = await probe('run');
+  assert.equal(r.stdout, `42 ${mod}\n`);
+  assert.deepEqual(await files(), []);
 });

@@ -2,10 +2,11 @@
 // sources now in the checkout: every input recorded in dist/cli/inputs.json still has the size
 // and mtime it had at build time. Anything missing or unreadable means "not fresh", so the
 // launcher falls back to the TypeScript sources rather than run stale code.
-const { readFileSync, statSync } = process.getBuiltinModule('node:fs');
+'use strict';
+const { readFileSync, statSync } = require('node:fs');
 
 /** @param {URL} root the checkout's root directory URL (ending in '/') */
-export function bundleIsFresh(root) {
+function bundleIsFresh(root) {
   try {
     if (!statSync(new URL('dist/cli/berth.cjs', root), { throwIfNoEntry: false })) return false;
     const inputs = JSON.parse(readFileSync(new URL('dist/cli/inputs.json', root), 'utf8'));
@@ -20,3 +21,5 @@ export function bundleIsFresh(root) {
     return false;
   }
 }
+
+module.exports = { bundleIsFresh };
