@@ -4,7 +4,7 @@
 // per-module resolution, and Node built-ins reached through require(), which (unlike an ES
 // module import of 'node:fs' or 'node:http') does not evaluate their lazy getters (fs streams,
 // readline, the bundled undici: 10-40 ms). Beside it, inputs.json records each source file's
-// size and mtime; bin/berth.mjs runs the bundle only while every input still matches, and the
+// size and mtime; bin/berth.cjs runs the bundle only while every input still matches, and the
 // TypeScript sources otherwise, so an edited checkout never runs stale code.
 //
 // `berth registry` stays outside the bundle: its import is pointed at src/registry/cli.ts
@@ -17,6 +17,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const LAZY_FS_PROMISES = ['access', 'appendFile', 'chmod', 'chown', 'copyFile', 'cp', 'lchown', 'link', 'lstat', 'lutimes', 'mkdir', 'mkdtemp', 'open', 'opendir', 'readdir', 'readFile', 'readlink', 'realpath', 'rename', 'rm', 'rmdir', 'stat', 'statfs', 'symlink', 'truncate', 'unlink', 'utimes', 'writeFile'];
 const out = join(root, 'dist', 'cli');
 await mkdir(out, { recursive: true });
 
@@ -35,19 +36,42 @@ const result = await build({
   legalComments: 'none',
   logLevel: 'warning',
   // main.ts's "run when executed directly" check reads import.meta.url; in the bundle it is
-  // meant to be empty (bin/berth.mjs calls main() itself).
+  // meant to be empty (bin/berth.cjs calls main() itself).
   logOverride: { 'empty-import-meta': 'silent' },
   plugins: [{
+    // node:fs/promises costs ~1 ms to load (it pulls in readline, the REPL history and the fs
+    // watchers), and a CLI run rarely needs it before its first request. Imports of it resolve to
+    // a module of thin wrappers over require('node:fs').promises, a lazy getter: it loads on the
+    // first call. (An export missing here fails the build: "No matching export".)
+    name: 'lazy-fs-promises',
+    setup(b) {
+      b.onResolve({ filter: /^node:fs\/promises$/ }, () => ({ path: 'node:fs/promises', namespace: 'berth-lazy' }));
+      b.onLoad({ filter: /.*/, namespace: 'berth-lazy' }, () => ({
+        loader: 'js',
+        contents: [
+          "const fs = require('node:fs');",
+          ...LAZY_FS_PROMISES.map((n) => `export const ${n} = (...a) => fs.promises.${n}(...a);`),
+          'export const constants = fs.constants;',
+        ].join('\n'),
+      }));
+    },
+  }, {
     name: 'registry-outside',
     setup(b) {
+      // Loaded with require() (Node 24 requires an ES module without top-level await, type
+      // stripped), not import(): bin/berth.cjs compiles the bundle through vm.Script, where a
+      // dynamic import() needs --experimental-vm-modules.
       b.onResolve({ filter: /\/registry\/cli\.ts$/ }, (args) =>
-        join(args.resolveDir, args.path) === registryEntry ? { path: '../../src/registry/cli.ts', external: true } : undefined);
+        join(args.resolveDir, args.path) === registryEntry ? { path: 'registry-cli', namespace: 'berth-registry' } : undefined);
+      b.onLoad({ filter: /.*/, namespace: 'berth-registry' }, () => ({ loader: 'js', contents: "module.exports = require('../../src/registry/cli.ts');" }));
+      b.onResolve({ filter: /^\.\.\/\.\.\/src\/registry\/cli\.ts$/, namespace: 'berth-registry' }, (args) => ({ path: args.path, external: true }));
     },
   }],
 });
 
 const inputs = {};
 for (const file of Object.keys(result.metafile.inputs).sort()) {
+  if (/^berth-(lazy|registry):/.test(file)) continue; // the plugins' modules above, not files
   const s = await stat(join(root, file));
   inputs[file] = [s.size, s.mtimeMs];
 }

@@ -394,7 +394,7 @@ const save: Command = {
       await copyToFile(output, res);
       return;
     }
-    const { pipeline } = await import('node:stream/promises');
+    const { pipeline } = process.getBuiltinModule('node:stream/promises') as typeof import('node:stream/promises');
     await pipeline(res, ctx.io.stdout, { end: false });
   },
 };
@@ -430,7 +430,7 @@ const load: Command = {
     if (String(res.headers['content-type'] ?? '').includes('json')) {
       await showJsonStream(ctx, res);
     } else {
-      const { pipeline } = await import('node:stream/promises');
+      const { pipeline } = process.getBuiltinModule('node:stream/promises') as typeof import('node:stream/promises');
       await pipeline(res, ctx.io.stdout, { end: false });
     }
   },

@@ -96,7 +96,7 @@ export async function copyToFile(path: string, src: NodeJS.ReadableStream): Prom
 /** Render a JSON message stream response on stdout (bars on a terminal, lines otherwise). */
 export async function showJsonStream(ctx: Ctx, res: ApiResponse, quiet = false, onAux?: (m: JsonMessage) => void): Promise<void> {
   const out = ctx.io.stdout;
-  const sink = quiet ? new (await import('node:stream')).Writable({ write: (_c, _e, cb) => cb() }) : out;
+  const sink = quiet ? new (process.getBuiltinModule('node:stream') as typeof import('node:stream')).Writable({ write: (_c, _e, cb) => cb() }) : out;
   await displayJsonMessages(res as AsyncIterable<Buffer>, sink, {
     isTerminal: !quiet && isTerminal(out),
     width: out.columns,
