@@ -164,14 +164,36 @@ export async function sweepOrphans(host: Host, dir: string): Promise<string[]> {
       continue;
     }
     if (existsSync(rec.dataRoot)) continue;
+    // The CNI rules first, while the dead daemon's bridges still hold its subnets: once a bridge
+    // is gone its subnet is free, and another daemon's containers may get addresses in it.
+    // Subnets some other device routes already are someone else's now: their rules are left.
+    const routes = (await host.run('ip', ['-o', '-4', 'route', 'show', 'table', 'all'], { allowFailure: true })).stdout;
+    const ours = (rec.subnets ?? []).filter((sub) => !routedElsewhere(routes, sub, rec.bridges));
+    await removeCniRules(host, ours.map((sub) => parseCidr(sub, true)));
+    await new Netfilter(host, rec.chainPrefix).removeAll();
     const links = new LinkOps(host);
     for (const b of rec.bridges) await links.deleteLink(b);
-    await new Netfilter(host, rec.chainPrefix).removeAll();
-    await removeCniRules(host, (rec.subnets ?? []).map((s) => parseCidr(s, true)));
     await rm(p, { force: true });
     swept.push(...rec.bridges);
   }
   return swept;
+}
+
+/** Whether `ip -o -4 route` output routes `subnet` through a device not in `devices`. */
+export function routedElsewhere(routes: string, subnet: string, devices: readonly string[]): boolean {
+  const net = parseCidr(subnet, true);
+  for (const line of routes.split('\n')) {
+    const m = /^(?:\S+\s+)?(\d+\.\d+\.\d+\.\d+\/\d+)\s.*\bdev\s+(\S+)/.exec(line);
+    if (!m) continue;
+    let routed;
+    try {
+      routed = parseCidr(m[1]!, true);
+    } catch {
+      continue;
+    }
+    if (overlaps(routed, net) && !devices.includes(m[2]!)) return true;
+  }
+  return false;
 }
 
 /** Delete the firewall plugin's CNI-FORWARD rules for addresses in `subnets` (what a killed

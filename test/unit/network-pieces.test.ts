@@ -11,7 +11,7 @@ import dnsPacket from 'dns-packet';
 import { parseIp, formatIp, parseCidr, allocate, overlaps, contains, macForIp, broadcast } from '../../src/network/ipv4.ts';
 import { hostsFile, parseExtraHost, parseResolvConf, formatResolvConf, hostResolvConf } from '../../src/network/etc-files.ts';
 import { renderRules } from '../../src/network/netfilter.ts';
-import { parsePortRange } from '../../src/network/bridge-network-service.ts';
+import { parsePortRange, routedElsewhere } from '../../src/network/bridge-network-service.ts';
 import { DnsServer } from '../../src/network/dns-server.ts';
 import { PortProxy } from '../../src/network/port-proxy.ts';
 import { isKind } from '../../src/core/errors.ts';
@@ -202,4 +202,19 @@ test('userland proxy: relays UDP both ways', async () => {
     await p.stop();
     echo.close();
   }
+});
+
+test('routedElsewhere: a dead daemon\'s subnet that another device routes now is not its to sweep', () => {
+  const routes = [
+    'default via 192.0.2.1 dev eth0 ',
+    '10.88.0.0/16 dev cni-podman0 proto kernel scope link src 10.88.0.1 linkdown ',
+    '10.124.64.0/24 dev btdead proto kernel scope link src 10.124.64.1 ',
+    '10.123.40.0/24 dev btlive proto kernel scope link src 10.123.40.1 ',
+    'local 10.88.0.1 dev cni-podman0 table local proto kernel scope host src 10.88.0.1 ',
+  ].join('\n');
+  assert.equal(routedElsewhere(routes, '10.124.64.0/24', ['btdead']), false, 'still on its own bridge');
+  assert.equal(routedElsewhere(routes, '10.123.40.0/24', ['btdead']), true, 'taken by a live bridge');
+  assert.equal(routedElsewhere(routes, '10.123.40.128/25', ['btdead']), true, 'overlapping counts');
+  assert.equal(routedElsewhere(routes, '10.125.0.0/24', ['btdead']), false, 'routed by nobody');
+  assert.equal(routedElsewhere(routes, '10.88.5.0/24', []), true, 'inside another network');
 });
