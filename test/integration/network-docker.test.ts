@@ -12,7 +12,9 @@ import { contains, parseCidr, parseIp } from '../../src/network/ipv4.ts';
 
 const tag = randomBytes(3).toString('hex');
 const base = 10 + Math.floor(Math.random() * 200);
-const sub = (i: number) => `10.123.${base + i}`;
+// 10.122.x: network-service.test.ts takes 10.123.x; the two files may run side by side, and a
+// shared second octet let their random ranges overlap (a failed egress check, then "Pool overlaps").
+const sub = (i: number) => `10.122.${base + i}`;
 const extNs = `berth-test-${tag}`;
 const extVeth = `bx${tag}`;
 let d: TestDaemon;
