@@ -186,21 +186,27 @@ Command: \`node_modules/node/bin/node bench/run-bench.ts --runs ${R.run.runs} --
 berth / podman = **${R.run.berthVsPodman.toFixed(2)}** (required ≤ 0.6, goal ≤ 0.5); berth / bare runc = **${R.run.berthVsRunc.toFixed(2)}** (goal ≤ 2);
 docker CLI → berthd / podman = ${R.run.engineVsPodman.toFixed(2)}.
 
-Where the time goes (\`BERTH_TRACE=1\` makes berthd log each step; measured 2026-11-22): in the
-engine, the conmon step (conmon plus \`runc create\`) is 60-70 ms of a run. \`runc create\` of
-berth's config alone takes ~55 ms, ~13 ms of it compiling the Docker-equivalent seccomp profile
-for three architectures (without \`linux.seccomp\` it takes what a default \`runc spec\` bundle
-takes, ~42 ms); conmon adds ~7 ms. Podman pays the same for the same profile. The rest of the
-engine is ~20 ms: create (snapshot ~5 ms, record), the start (rootfs mounted through one
-long-lived helper, conmon forked by a small helper instead of the 100+ MB daemon, the process
-started through runc's exec fifo instead of a \`runc start\` process), the exit and removal.
+Where the time goes (\`BERTH_TRACE=1\` makes berthd log each request and each step of a start;
+measured 2026-11-22, session 3):
 
-The gap between the first two rows is the client. The berth CLI runs as one pre-built bundle
-(dist/cli/berth.cjs; no type stripping, built-ins through require so their lazy getters are not
-evaluated), yet Node.js itself needs ~25-30 ms to reach the first line of user code here and
-~8 ms to load the bundle, where the Go docker CLI starts in ~10 ms. Tried: a V8 startup
-snapshot of the bundle (\`node --snapshot-blob\`) saved ~15 ms of a run, not enough to reach the
-required ratio, at the price of a 7.5 MB blob tied to the Node build; not adopted.
+- Engine (the docker CLI row less the Go client's ~20 ms): \`runc create\` of berth's config
+  takes ~45-50 ms on its own, of which ~10-15 ms is compiling the Docker-equivalent seccomp
+  profile for three architectures, ~6 ms the cgroup v1 mount at /sys/fs/cgroup and ~3.5 ms the
+  masked and read-only paths (all Docker's defaults; podman pays the same). conmon adds ~4 ms;
+  it is spawned first and waits on its start pipe while the rootfs mounts and config.json is
+  written. The rest is ~15 ms: create ~3-4 ms (the snapshot's fsyncs), the start outside conmon
+  ~5 ms (rootfs mount through one long-lived helper, spec, the exec fifo read as a pipe), the
+  exit and the removal ~2 ms (a --rm container's cgroup and runtime state go after the
+  'removed' answer); records are written behind the answers, in order.
+- Client (the gap between the first two rows): \`bench/cli-bench.ts\` times both CLIs against an
+  instant fake daemon: berth ~45 ms, docker ~20 ms, a bare \`node -e 0\` 24-35 ms on this
+  machine. On top of Node's own start the berth CLI spends ~15-20 ms: loading \`net\` and streams
+  (~3 ms), the bundle (~3 ms, compiled from a V8 code cache made after a run, see
+  bin/cli-cache.cjs), the bundle's freshness check (~1.5 ms), five requests over \`node:net\` and
+  the exit. Tried and not adopted: a V8 startup snapshot of the bundle (slower here: it
+  deserializes a 7 MB heap), \`--no-lazy\` (slower), skipping \`_ping\` (under 1 ms).
+- So a Node.js client cannot come below the engine plus \`node -e 0\`: with podman at ~170 ms on
+  a quiet machine, 0.6x (~103 ms) is below that floor; under load podman slows more than berth.
 
 ${R.detached.count} detached containers started one after another (\`run -d --network none busybox sleep 3600\`):
 berth ${R.detached.berthSeconds.toFixed(1)} s, podman ${R.detached.podmanSeconds.toFixed(1)} s.
