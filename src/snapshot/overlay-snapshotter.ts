@@ -228,7 +228,23 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   /** Give tmp/<x>/fs metadata and a short link, then rename it into committed/. */
-  async #publish(tmp: string, chainId: Digest, parent: Digest | undefined, size?: number): Promise<SnapshotInfo> {
+  /**
+   * Make `tmp` the committed snapshot `chainId`. Publications of one chain ID queue; when another
+   * got there first (two builds making the same layer side by side, a build step and a pull),
+   * `tmp` is discarded and theirs returned: the content is the same by construction.
+   */
+  #publish(tmp: string, chainId: Digest, parent: Digest | undefined, size?: number): Promise<SnapshotInfo> {
+    return this.#locked(`publish:${chainId}`, async () => {
+      const done = this.#committed.get(chainId);
+      if (done) {
+        await rm(tmp, { recursive: true, force: true });
+        return committedInfo(done);
+      }
+      return this.#publishNew(tmp, chainId, parent, size);
+    });
+  }
+
+  async #publishNew(tmp: string, chainId: Digest, parent: Digest | undefined, size?: number): Promise<SnapshotInfo> {
     const p = this.#paths;
     const meta: CommittedMeta = {
       chainId,

@@ -164,6 +164,22 @@ test('commit turns an active snapshot into a committed layer; remove respects de
   for (const d of ['committed', 'active', 'l', 'tmp']) assert.deepEqual(await readdir(join(root, d)), [], d);
 });
 
+test('two active snapshots committed side by side as one chain ID: one layer, both commits succeed', async () => {
+  await unpack3();
+  await snap.prepare('b1', ids[2]);
+  await snap.prepare('b2', ids[2]);
+  await writeFile(join(snap.upperDir('b1'), 'same'), 'x');
+  await writeFile(join(snap.upperDir('b2'), 'same'), 'x');
+  const same = chainIds([sha256('l0'), sha256('l1'), sha256('l2'), sha256('same')])[3] as Digest;
+  const [i1, i2] = await Promise.all([snap.commit('b1', same), snap.commit('b2', same)]);
+  assert.deepEqual(i1, i2);
+  assert.equal((await snap.list()).filter((x) => x.name === same).length, 1);
+  assert.ok(!(await snap.list()).some((x) => x.name === 'b1' || x.name === 'b2'));
+  await snap.remove(same);
+  for (const id of [ids[2]!, ids[1]!, ids[0]!]) await snap.remove(id);
+  for (const d of ['committed', 'active', 'l', 'tmp']) assert.deepEqual(await readdir(join(root, d)), [], d);
+});
+
 test('init sweeps crash debris and keeps complete snapshots', async () => {
   await unpack3();
   await snap.prepare('keep', ids[2]);
