@@ -10,6 +10,7 @@
 // `{"stream":"Step 1/4 : FROM busybox\n"}` ... `{"aux":{"ID":"sha256:..."}}`,
 // `{"stream":"Successfully built <id>\n"}`, `{"stream":"Successfully tagged x:y\n"}`; a failure
 // ends it with `{"errorDetail":{"code":N,"message":...},"error":...}` and tags nothing.
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
@@ -51,6 +52,9 @@ export function createModule(): DaemonModule {
         cgroupVersion: s.cgroupVersion,
         runtimePath: s.config.runtimes[s.config.defaultRuntime] ?? 'runc',
         networks: () => s.networks,
+        // As the containers' parent (container-module.ts): test daemons side by side each get
+        // their own, named after the data root.
+        cgroupParent: process.env.BERTH_CGROUP_PARENT ? `${process.env.BERTH_CGROUP_PARENT}-build` : process.env.BERTH_TEST === '1' ? `berth-build-${createHash('sha256').update(s.config.dataRoot).digest('hex').slice(0, 12)}` : undefined,
       });
       const builder = (): Builder => {
         if (!s.images || !s.snapshotter) throw notImplemented('builds need the image service, which is not loaded');

@@ -55,6 +55,9 @@ export interface RuncStepRunnerOptions {
   runtimePath?: string;
   /** Read at call time: the network module registers after the build module may have. */
   networks?: () => NetworkService | undefined;
+  /** The cgroup parent of build containers (default 'berth-build'); test daemons side by side
+   *  each need their own, or one's clean-up removes the parent under another's `runc run`. */
+  cgroupParent?: string;
 }
 
 interface NetSetup {
@@ -65,9 +68,17 @@ interface NetSetup {
 export class RuncStepRunner implements StepRunner {
   readonly #o: RuncStepRunnerOptions;
   #hostCaps: string[] | undefined;
+  /** Sessions open: the cgroup parent is removed when the last one closes, never under another
+   *  build's `runc run` (that failed with exit status 1, creating its cgroup). */
+  #open = 0;
 
   constructor(opts: RuncStepRunnerOptions) {
+    if (opts.cgroupParent !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(opts.cgroupParent)) throw invalidArgument(`invalid build cgroup parent ${JSON.stringify(opts.cgroupParent)}`);
     this.#o = opts;
+  }
+
+  #parent(): string {
+    return this.#o.cgroupParent ?? CGROUP_PARENT;
   }
 
   async run(opts: RunStepOptions): Promise<number> {
@@ -84,6 +95,8 @@ export class RuncStepRunner implements StepRunner {
     const filesDir = join(this.#o.tmpRoot, sid);
     let net: Promise<NetSetup> | undefined;
     const networks = () => this.#o.networks?.();
+    this.#open++;
+    let closed = false;
     return {
       run: (opts) => {
         // default/bridge, none, host, or the name of a user-defined network (as dockerd's
@@ -105,7 +118,10 @@ export class RuncStepRunner implements StepRunner {
         return net.then((n) => this.#runOne(opts, 'bridge', n));
       },
       close: async () => {
-        await removeCgroupParent();
+        if (!closed) {
+          closed = true;
+          if (--this.#open === 0) await removeCgroupParent(this.#parent());
+        }
         if (net) {
           const svc = networks();
           await net.catch(() => undefined);
@@ -146,7 +162,7 @@ export class RuncStepRunner implements StepRunner {
         create: { Cmd: opts.args, Entrypoint: [''], Hostname: id.slice(0, 12), HostConfig: { NetworkMode: mode } },
         user,
         files,
-        cgroupsPath: `/${CGROUP_PARENT}/${id}`,
+        cgroupsPath: `/${this.#parent()}/${id}`,
         cgroupVersion: this.#o.cgroupVersion,
         hostRlimits: hostRlimits(),
         hostCaps: this.#hostCaps,
@@ -203,18 +219,15 @@ export class RuncStepRunner implements StepRunner {
   }
 }
 
-/** Build containers' cgroups live under this parent (runc removes each child at exit). */
+/** Build containers' cgroups live under this parent by default (runc removes each child at exit). */
 const CGROUP_PARENT = 'berth-build';
 
-/**
- * Remove the (then empty) parent cgroup in every hierarchy once a build is done. A concurrent
- * build's child keeps it busy: rmdir fails and the next build to finish removes it.
- */
-async function removeCgroupParent(): Promise<void> {
+/** Remove the (then empty) parent cgroup in every hierarchy once the last build is done. */
+async function removeCgroupParent(parent: string): Promise<void> {
   const root = '/sys/fs/cgroup';
   const { readdir, rmdir } = await import('node:fs/promises');
-  await rmdir(join(root, CGROUP_PARENT)).catch(() => {});
-  for (const h of await readdir(root).catch(() => [] as string[])) await rmdir(join(root, h, CGROUP_PARENT)).catch(() => {});
+  await rmdir(join(root, parent)).catch(() => {});
+  for (const h of await readdir(root).catch(() => [] as string[])) await rmdir(join(root, h, parent)).catch(() => {});
 }
 
 /** mkdir -p of an absolute in-container path, resolved inside the root (symlinks stay inside). */

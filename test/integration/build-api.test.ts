@@ -2,7 +2,9 @@
 // contexts, failing RUN, ADD archives and URLs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile, symlink, readFile } from 'node:fs/promises';
+import { mkdir, writeFile, symlink, readFile, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { join, dirname } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -175,6 +177,19 @@ test('failing RUN: error with the exit code, nothing tagged', { skip }, async ()
   assert.equal((await api(d.socket, 'GET', '/images/failing:1/json')).status, 404);
   const pe = await build(await tarOf({ Dockerfile: 'FROM busybox\nFOO bar\n' }));
   assert.equal(pe.error?.error, 'Dockerfile:2: unknown instruction: FOO');
+});
+
+test('builds side by side: every RUN step runs, and the build cgroup parent is gone afterwards', { skip }, async () => {
+  // Each finished build used to remove the shared cgroup parent, also while another build's
+  // `runc run` was creating its cgroup under it (runc then failed with exit status 1).
+  const steps = Array.from({ length: 6 }, (_, i) => `RUN echo step${i} > /s${i}`).join('\n');
+  const results = await Promise.all(
+    Array.from({ length: 4 }, async (_, i) => build(await tarOf({ Dockerfile: `FROM busybox\nRUN echo build${i}\n${steps}\n` }), 'nocache=1')),
+  );
+  for (const r of results) assert.equal(r.error, undefined, JSON.stringify(r.error));
+  const parent = `berth-build-${createHash('sha256').update(d.dataRoot).digest('hex').slice(0, 12)}`;
+  const left = (await readdir('/sys/fs/cgroup')).filter((h) => existsSync(join('/sys/fs/cgroup', h, parent)));
+  assert.deepEqual(left, [], 'no build cgroup parent left');
 });
 
 test('.dockerignore applies on the daemon side too', { skip }, async () => {
