@@ -11,6 +11,7 @@ import { tempDir, run, BERTH, REPO_ROOT } from '../helpers/fixtures.ts';
 import { bundleIsFresh } from '../../bin/cli-bundle.cjs';
 
 const fresh = bundleIsFresh as (root: URL) => boolean;
+const noBundle = !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)';
 
 test('bundleIsFresh: true only while every recorded input keeps its size and mtime', async () => {
   await using dir = await tempDir();
@@ -39,7 +40,7 @@ test('bundleIsFresh: true only while every recorded input keeps its size and mti
   assert.equal(fresh(root), false, 'corrupt inputs.json');
 });
 
-test('the bundled CLI and the TypeScript sources print the same help and errors', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
+test('the bundled CLI and the TypeScript sources print the same help and errors', { skip: noBundle }, async () => {
   for (const args of [['--help'], ['run', '--help'], ['version', '--format', '{{.Client.Version}}'], ['run', '--no-such-flag', 'x']]) {
     const env = { ...process.env, BERTH_HOST: 'unix:///nonexistent/berth.sock' };
     const bundled = await run(BERTH, args, { env });
@@ -50,27 +51,28 @@ test('the bundled CLI and the TypeScript sources print the same help and errors'
   }
 });
 
-test('loading the bundled CLI does not load node:crypto (OpenSSL start-up, ~10 ms of every run)', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
+/** The built-in modules a fresh Node process loads when it requires the bundle. */
+async function modulesTheBundleLoads(): Promise<string[]> {
   const probe = `const before = new Set(process.moduleLoadList); require(${JSON.stringify(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'))});
 console.log(JSON.stringify(process.moduleLoadList.filter((m) => !before.has(m))));`;
   const r = await run(process.execPath, ['-e', probe]);
   assert.equal(r.code, 0, r.stderr);
-  const loaded = JSON.parse(r.stdout) as string[];
+  return JSON.parse(r.stdout) as string[];
+}
+
+test('loading the bundled CLI does not load node:crypto (OpenSSL start-up, ~10 ms of every run)', { skip: noBundle }, async () => {
+  const loaded = await modulesTheBundleLoads();
   assert.ok(loaded.length > 0, 'the probe sees the modules the bundle loads');
   assert.deepEqual(loaded.filter((m) => /crypto/.test(m)), []);
 });
 
-test('loading the bundled CLI does not load node:http (its agent/client/server modules, ~10 ms of every run)', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
-  const probe = `const before = new Set(process.moduleLoadList); require(${JSON.stringify(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'))});
-console.log(JSON.stringify(process.moduleLoadList.filter((m) => !before.has(m))));`;
-  const r = await run(process.execPath, ['-e', probe]);
-  assert.equal(r.code, 0, r.stderr);
-  const loaded = JSON.parse(r.stdout) as string[];
+test('loading the bundled CLI does not load node:http (its agent/client/server modules, ~10 ms of every run)', { skip: noBundle }, async () => {
+  const loaded = await modulesTheBundleLoads();
   assert.ok(loaded.includes('NativeModule net'), 'the probe sees the modules the bundle loads (net, the transport)');
   assert.deepEqual(loaded.filter((m) => /_http_|NativeModule http$|http_parser/.test(m)), []);
 });
 
-test('the bundle has no dynamic import() (bin/berth.cjs compiles it through vm.Script, where import() needs a flag)', { skip: !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)' }, async () => {
+test('the bundle has no dynamic import() (bin/berth.cjs compiles it through vm.Script, where import() needs a flag)', { skip: noBundle }, async () => {
   const text = await readFile(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'), 'utf8');
   assert.ok(text.length > 100_000, 'the whole CLI');
   assert.doesNotMatch(text, /(^|[^\w$.])import\(/m);
