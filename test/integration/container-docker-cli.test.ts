@@ -57,9 +57,11 @@ test('default capabilities, seccomp, masked paths, no devices beyond the default
   assert.match(unconf.stdout, /Seccomp:\s+0/);
 });
 
-test('limits are visible in the container\'s cgroup files', { skip }, async () => {
+test('limits are visible in the container\'s cgroup files', { skip }, async (t) => {
   const r = await docker(d, ['run', '-d', '--name', 'limits', '-m', '64m', '--memory-reservation', '32m', '--cpus', '0.5', '--cpu-shares', '512', '--pids-limit', '77', '--ulimit', 'nofile=1000:2000', 'busybox', 'sleep', '60']);
   ok(r, 'run -d');
+  // A failed assertion must not leave the container to fail the later tests' ps and leak checks.
+  t.after(() => docker(d, ['rm', '-f', 'limits']).then(() => {}));
   const id = r.stdout.trim();
   const cg = await cgroupParentOf();
   const read = (c: string, f: string) => readFile(`/sys/fs/cgroup/${c}/${cg}/${id}/${f}`, 'utf8').then((s) => s.trim());
