@@ -52,6 +52,7 @@ import { parseSize, rotateLogs, followLog } from './container-logs.ts';
 import { randomName } from './names.ts';
 import { HealthMonitor } from './health-monitor.ts';
 import { DetachScanner } from '../pkg/detach-keys.ts';
+import { KeyedQueue } from '../pkg/keyed-queue.ts';
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
 
@@ -169,7 +170,7 @@ export class ContainerService {
   #d: ServiceDeps;
   #runtimes = new Map<string, OciRuntime>();
   #restart = new Map<string, RestartManager>();
-  #locks = new Map<string, Promise<unknown>>();
+  readonly #locks = new KeyedQueue();
   #waiters = new Map<string, Array<{ cond: WaitCondition; resolve: (r: { code: number; error?: string }) => void }>>();
   #exitSignals = new Map<string, { promise: Promise<void>; resolve: () => void }>();
   #pendingAttach = new Map<string, Array<(bundle: string) => Promise<void>>>();
@@ -222,17 +223,10 @@ export class ContainerService {
   }
 
   /** Serialise operations on one container. */
-  async #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => {});
-    this.#locks.set(id, tail);
-    try {
-      return await next;
-    } finally {
-      if (this.#locks.get(id) === tail) this.#locks.delete(id);
-    }
+  #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locks.run(id, fn);
   }
+
 
   #save(rec: ContainerRecord): Promise<void> {
     return this.store.save(rec);
@@ -1066,28 +1060,18 @@ export class ContainerService {
    * (stragglers) falls back to `runc delete --force`.
    */
   async #releaseRuntime(id: string, runtimeName: string, cgroupParent: string | undefined, initGone: boolean): Promise<void> {
-    let rt;
+    let rt: OciRuntime | undefined;
     try {
       rt = this.runtime(runtimeName);
     } catch {
-      await this.cgroups.remove(id, cgroupParent).catch(() => {});
-      return; // an unknown runtime: nothing of its to delete
+      // an unknown runtime: nothing of its to delete
     }
     // After a recorded exit the runtime state is already gone: nothing to spawn.
-    if (!existsSync(join(rt.root, id))) {
-      await this.cgroups.remove(id, cgroupParent).catch(() => {});
-      return;
+    if (rt && existsSync(join(rt.root, id))) {
+      const fast = initGone && (await this.cgroups.remove(id, cgroupParent).then(() => rt.forgetStopped(id)).catch(() => false));
+      if (fast) return;
+      await rt.delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
     }
-    let fast = false;
-    if (initGone) {
-      try {
-        await this.cgroups.remove(id, cgroupParent);
-        fast = await rt.forgetStopped(id);
-      } catch {
-        fast = false;
-      }
-    }
-    if (!fast) await rt.delete(id, true).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'runtime delete failed'));
     await this.cgroups.remove(id, cgroupParent).catch(() => {});
   }
 
@@ -1204,7 +1188,7 @@ export class ContainerService {
       });
       await a.ready;
       if (sink.stdin && rec.config.OpenStdin) {
-        pipeStdin(sink, a.stdin as unknown as { write(b: Buffer): unknown; end(): unknown }, () => {
+        pipeStdin(sink, a.stdin, () => {
           this.events.emit('container', 'detach', rec.id, this.#attrs(rec));
           a.close();
         });
@@ -1393,7 +1377,7 @@ export class ContainerService {
       await att.ready.catch(() => {});
       if (sink.stdin && cfg.AttachStdin) {
         const a = att;
-        pipeStdin(sink, a.stdin as unknown as { write(b: Buffer): unknown; end(): unknown }, () => {
+        pipeStdin(sink, a.stdin, () => {
           a.close();
           detach();
         });

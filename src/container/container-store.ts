@@ -4,6 +4,7 @@ import { readdir, readFile, rm, mkdir, writeFile, rename } from 'node:fs/promise
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../pkg/atomic-file.ts';
+import { KeyedQueue } from '../pkg/keyed-queue.ts';
 import { notFound, invalidArgument, failedPrecondition } from '../core/errors.ts';
 import type { DockerConfig, HostConfig } from '../runtime/create-config.ts';
 import type { ContainerPaths } from './paths.ts';
@@ -68,8 +69,8 @@ export class ContainerStore {
   readonly paths: ContainerPaths;
   #byId = new Map<string, ContainerRecord>();
   #byName = new Map<string, string>();
-  /** The last queued record write per container (see save). */
-  readonly #writes = new Map<string, Promise<void>>();
+  /** Each record's writes, in order (see save). */
+  readonly #writes = new KeyedQueue();
 
   constructor(paths: ContainerPaths) {
     this.paths = paths;
@@ -162,13 +163,7 @@ export class ContainerStore {
       await writeFile(tmp, json, { mode: 0o600 });
       await rename(tmp, p);
     };
-    const next = (this.#writes.get(rec.id) ?? Promise.resolve()).then(write);
-    const tail = next.catch(() => {});
-    this.#writes.set(rec.id, tail);
-    void tail.then(() => {
-      if (this.#writes.get(rec.id) === tail) this.#writes.delete(rec.id);
-    });
-    return next;
+    return this.#writes.run(rec.id, write);
   }
 
   async delete(rec: ContainerRecord): Promise<void> {
@@ -184,12 +179,12 @@ export class ContainerStore {
 
   /** Wait for every record write in flight (daemon shutdown). */
   async flush(): Promise<void> {
-    await Promise.all(this.#writes.values());
+    await this.#writes.idleAll();
   }
 
   async deleteFiles(id: string): Promise<void> {
     // A write still in flight would otherwise bring the record back after the rm.
-    await this.#writes.get(id);
+    await this.#writes.idle(id);
     await rm(this.paths.dir(id), { recursive: true, force: true });
   }
 }

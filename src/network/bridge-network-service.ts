@@ -39,6 +39,7 @@ import {
   allocate, contains, formatCidr, formatIp, macForIp, overlaps, parseCidr, parseIp, isIpv4, firstHost, broadcast, type Subnet,
 } from './ipv4.ts';
 import { formatResolvConf, hostResolvConf, hostsFile, parseExtraHost, writeInPlace, type ResolvConf } from './etc-files.ts';
+import { KeyedQueue } from '../pkg/keyed-queue.ts';
 
 export interface NetworkRecord {
   id: string;
@@ -233,7 +234,7 @@ export class BridgeNetworkService implements NetworkService {
   #lookup?: ContainerLookup;
   #hostRc: ResolvConf = { nameservers: [], search: [], options: [] };
   /** Per-container operations are serialised (setUp vs tearDown vs connect). */
-  #locks = new Map<string, Promise<unknown>>();
+  readonly #locks = new KeyedQueue();
 
   constructor(opts: BridgeNetworkServiceOptions) {
     this.#o = { bridgeName: 'berth0', bridgeCidr: '172.17.0.1/16', chainPrefix: 'BERTH', ...opts };
@@ -339,7 +340,7 @@ export class BridgeNetworkService implements NetworkService {
   async close(): Promise<void> {
     clearInterval(this.#ruleTimer);
     await this.settle();
-    await Promise.allSettled([...this.#locks.values()]);
+    await this.#locks.idleAll();
     for (const d of this.#dns.values()) await d.stop();
     this.#dns.clear();
     for (const ps of this.#proxies.values()) for (const p of ps) await p.stop();
@@ -606,16 +607,10 @@ export class BridgeNetworkService implements NetworkService {
 
   // ------------------------------------------------------------------ containers
 
-  async #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(id) ?? Promise.resolve();
-    const p = prev.then(fn, fn);
-    const tail = p.catch(() => {});
-    this.#locks.set(id, tail);
-    void tail.then(() => {
-      if (this.#locks.get(id) === tail) this.#locks.delete(id);
-    });
-    return p;
+  #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locks.run(id, fn);
   }
+
 
   #leaseSet(networkId: string): Set<number> {
     let s = this.#leases.get(networkId);

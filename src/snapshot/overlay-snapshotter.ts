@@ -18,6 +18,7 @@ import type { Mount, SnapshotInfo, Snapshotter, UnpackOptions } from '../core/sn
 import type { Host } from '../host/host.ts';
 import { applyLayerInWorker, prewarmApplyWorkers } from '../layer/worker-apply.ts';
 import { fsyncDir, writeJsonAtomic } from '../pkg/atomic-file.ts';
+import { KeyedQueue } from '../pkg/keyed-queue.ts';
 import { isValidKey, SnapshotPaths, validateKey } from './paths.ts';
 
 interface CommittedMeta {
@@ -49,7 +50,7 @@ export class OverlaySnapshotter implements Snapshotter {
   readonly #unpacking = new Map<Digest, Promise<SnapshotInfo>>();
   /** Parent of each unpack in flight (a parent in use cannot be removed). */
   readonly #unpackParents = new Map<Digest, Digest | undefined>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #locks = new KeyedQueue();
   /** Overlay options the running kernel supports and berth wants (see init). */
   #extraOptions: string[] = [];
 
@@ -429,16 +430,10 @@ export class OverlaySnapshotter implements Snapshotter {
     return dir;
   }
 
-  async #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(name) ?? Promise.resolve();
-    const run = prev.catch(() => {}).then(fn);
-    this.#locks.set(name, run);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(name) === run) this.#locks.delete(name);
-    }
+  #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locks.run(name, fn);
   }
+
 }
 
 function committedInfo(m: CommittedMeta): SnapshotInfo {
