@@ -47,7 +47,7 @@ export interface ConmonOptions {
   /** For exec sessions: run `<runtime> exec` with this process.json. */
   exec?: { processSpec: string; attach: boolean };
   env?: NodeJS.ProcessEnv;
-  /** Fork conmon from this helper instead of from berthd (containers only, not exec sessions). */
+  /** spawnConmonEarly forks conmon from this helper instead of from berthd. */
   spawner?: Spawner;
 }
 
@@ -136,7 +136,8 @@ export interface WaitingConmon {
 export async function spawnConmonEarly(o: ConmonOptions): Promise<WaitingConmon | undefined> {
   if (o.exec || !o.spawner?.available) return undefined;
   await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', ...o.env };
+  const env = conmonEnv(o, { _OCI_STARTPIPE: '4' });
+  // cwd: see spawnConmon.
   const s = await o.spawner.spawn({ file: o.conmonPath ?? 'conmon', args: conmonArgs(o), cwd: o.bundle, env, stderrPath: o.conmonLog, startPipe: true }).catch(() => undefined);
   if (!s?.start) return undefined;
   let state: 'waiting' | 'started' | 'aborted' = 'waiting';
@@ -157,20 +158,22 @@ export async function spawnConmonEarly(o: ConmonOptions): Promise<WaitingConmon 
   };
 }
 
+/** conmon's environment: its sync pipe on fd 3, plus `extra`. */
+function conmonEnv(o: ConmonOptions, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', ...extra, ...o.env };
+}
+
 /**
- * Spawn conmon. Resolves once the runtime created the container (or, for an exec with attach,
- * once the attach socket exists: then `start()` runs it). Rejects with the runtime's error.
+ * Spawn conmon from berthd (exec sessions, and containers when the spawn helper cannot be used:
+ * see spawnConmonEarly). Resolves once the runtime created the container (or, for an exec with
+ * attach, once the attach socket exists: then `start()` runs it). Rejects with the runtime's error.
  */
 export async function spawnConmon(o: ConmonOptions): Promise<ConmonProcess> {
   const args = conmonArgs(o);
   await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', ...o.env };
+  const env = conmonEnv(o);
   // cwd: conmon writes an `oom` marker file into its working directory when the container is
   // OOM-killed; the bundle is removed with the container, berthd's cwd is not ours to litter.
-  if (!o.exec && o.spawner?.available) {
-    const viaHelper = await o.spawner.spawn({ file: o.conmonPath ?? 'conmon', args, cwd: o.bundle, env, stderrPath: o.conmonLog }).catch(() => undefined);
-    if (viaHelper) return finishCreate(o, viaHelper.fd3, viaHelper.pid);
-  }
   const errFd = openSync(o.conmonLog, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600);
   let child: ChildProcess;
   // fd 3: sync pipe (create result; for exec also the exit code); fd 4: start pipe (exec only);

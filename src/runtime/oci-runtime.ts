@@ -66,7 +66,7 @@ export class OciRuntime {
 
   /** Create (not start) the container under a new conmon. */
   create(o: Omit<ConmonOptions, 'runtimePath' | 'runtimeArgs' | 'conmonPath'>): Promise<ConmonProcess> {
-    return spawnConmon({ ...o, conmonPath: this.conmonPath, runtimePath: this.path, runtimeArgs: [`--root=${this.root}`], spawner: this.#spawner });
+    return spawnConmon({ ...o, conmonPath: this.conmonPath, runtimePath: this.path, runtimeArgs: [`--root=${this.root}`] });
   }
 
   /** conmon for a create, spawned now and let go later (spawnConmonEarly); undefined if it cannot be. */
