@@ -12,7 +12,7 @@
 //
 // Run by scripts/setup and scripts/test; by hand: node_modules/node/bin/node scripts/build-cli.mjs
 import { build } from 'esbuild';
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,6 +34,7 @@ const result = await build({
   packages: 'bundle',
   metafile: true,
   legalComments: 'none',
+  charset: 'ascii',
   logLevel: 'warning',
   // main.ts's "run when executed directly" check reads import.meta.url; in the bundle it is
   // meant to be empty (bin/berth.cjs calls main() itself).
@@ -68,6 +69,15 @@ const result = await build({
     },
   }],
 });
+
+// bin/berth.cjs reads the bundle as Latin-1, so that V8 holds it as a one-byte string (half the
+// memory of a two-byte one, and no UTF-8 decoding): it must be ASCII. esbuild escapes non-ASCII
+// characters in strings and identifiers (charset: 'ascii'), not in regular expression literals.
+{
+  const text = await readFile(tmp, 'latin1');
+  const at = text.search(/[^\x00-\x7f]/);
+  if (at !== -1) throw new Error(`berth: the CLI bundle must be ASCII (bin/berth.cjs reads it as Latin-1): non-ASCII at ${JSON.stringify(text.slice(Math.max(0, at - 40), at + 10))}`);
+}
 
 const inputs = {};
 for (const file of Object.keys(result.metafile.inputs).sort()) {

@@ -101,10 +101,30 @@ function isRawBody(b: unknown): b is Buffer | Readable {
   return Buffer.isBuffer(b) || (typeof b === 'object' && b !== null && typeof (b as Readable).pipe === 'function');
 }
 
-export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream as AsyncIterable<Buffer | string>) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
-  return Buffer.concat(chunks);
+/**
+ * The rest of a stream, to its end; rejects with its error, or when it closes before its end.
+ * (With events, not `for await`: a run's first async iteration of a stream costs ~0.5 ms of
+ * Node's own stream code compiling.)
+ */
+export function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const r = stream as Readable;
+  return new Promise((resolve, reject) => {
+    if (r.errored) return reject(r.errored);
+    if (r.readableEnded) return resolve(Buffer.alloc(0));
+    if (r.destroyed) return reject(prematureClose());
+    const chunks: Buffer[] = [];
+    r.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));
+    r.once('end', () => resolve(Buffer.concat(chunks)));
+    r.once('error', reject);
+    r.once('close', () => {
+      if (!r.readableEnded) reject(r.errored ?? prematureClose());
+    });
+  });
+}
+
+/** What `for await` over a stream throws when the stream closes before its end. */
+function prematureClose(): Error {
+  return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }
 
 async function errorFromResponse(res: ApiResponse): Promise<ApiError> {

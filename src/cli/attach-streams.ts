@@ -6,39 +6,74 @@
 // - On a hijacked connection stdin is copied to the socket (raw mode when both sides are
 //   terminals) and the write side is half-closed at end of input, so the container sees EOF
 //   while its output still flows.
-import type { Duplex } from 'node:stream';
-import type { Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Ctx } from './command.ts';
 import { DetachScanner, parseDetachKeys, DEFAULT_DETACH_KEYS } from '../pkg/detach-keys.ts';
 
 export class StdcopyError extends Error {}
 
-/** Demultiplex a stdcopy stream into two writers. Resolves at end of stream. */
-export async function demux(input: AsyncIterable<Buffer | string>, stdout: Writable, stderr: Writable): Promise<void> {
-  let buf: Buffer = Buffer.alloc(0);
-  for await (const chunk of input) {
-    buf = buf.length === 0 ? (typeof chunk === 'string' ? Buffer.from(chunk) : chunk) : Buffer.concat([buf, typeof chunk === 'string' ? Buffer.from(chunk) : chunk]);
-    while (buf.length >= 8) {
-      const size = buf.readUInt32BE(4);
-      if (buf.length < 8 + size) break;
-      const kind = buf[0];
-      const payload = buf.subarray(8, 8 + size);
-      buf = buf.subarray(8 + size);
-      switch (kind) {
-        case 0:
-        case 1:
-          await write(stdout, payload);
-          break;
-        case 2:
-          await write(stderr, payload);
-          break;
-        case 3:
-          throw new StdcopyError(`error from daemon in stream: ${payload.toString('utf8')}`);
-        default:
-          throw new StdcopyError(`Unrecognized input header: ${kind}`);
+/**
+ * Demultiplex a stdcopy stream into `to.stdout` and `to.stderr`, each read when a frame is written
+ * to it (a CliIO's streams are made on first use). Resolves at end of stream, once the writes are
+ * drained; rejects with the stream's error, or with a StdcopyError (and destroys the stream) on a
+ * bad frame. While a writer is full, the input is paused. (With events, not `for await`: a run's
+ * first async iteration of a stream costs ~0.5 ms of Node's own stream code compiling.)
+ */
+export function demux(input: NodeJS.ReadableStream, to: { readonly stdout: Writable; readonly stderr: Writable }): Promise<void> {
+  const r = input as Readable;
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    let full = 0; // writers waiting for 'drain'
+    let ended = false;
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      r.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onData = (chunk: Buffer | string) => {
+      const c = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
+      while (buf.length >= 8) {
+        const size = buf.readUInt32BE(4);
+        if (buf.length < 8 + size) break;
+        const kind = buf[0];
+        const payload = buf.subarray(8, 8 + size);
+        buf = buf.subarray(8 + size);
+        let w: Writable;
+        if (kind === 0 || kind === 1) w = to.stdout;
+        else if (kind === 2) w = to.stderr;
+        else {
+          settle(new StdcopyError(kind === 3 ? `error from daemon in stream: ${payload.toString('utf8')}` : `Unrecognized input header: ${kind}`));
+          r.destroy();
+          return;
+        }
+        if (!w.write(payload)) {
+          full++;
+          r.pause();
+          w.once('drain', () => {
+            if (--full > 0) return;
+            if (ended) settle();
+            else r.resume();
+          });
+        }
       }
-    }
-  }
+    };
+    const onEnd = () => {
+      ended = true;
+      if (full === 0) settle();
+    };
+    const onError = (err: Error) => settle(err);
+    const onClose = () => {
+      if (!ended) settle(r.errored ?? Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    };
+    if (r.errored) return settle(r.errored);
+    if (r.readableEnded) return settle();
+    if (r.destroyed) return onClose();
+    r.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
 }
 
 function write(w: Writable, b: Buffer): Promise<void> {
@@ -63,15 +98,18 @@ export interface HijackOptions {
  * user types the detach keys (TTY mode): resolves with 'detached' then, else 'ended'.
  */
 export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): Promise<'ended' | 'detached'> {
-  const { stdin, stdout, stderr } = ctx.io;
+  // The streams are read only where used: each is made on first use, stdin at a cost (see
+  // processIO), and a run without -i never touches it.
+  const io = ctx.io;
+  const stdin = opts.stdin ? io.stdin : undefined;
   let raw = false;
-  if (opts.stdin && opts.tty && stdin.isTTY && stdin.setRawMode) {
+  if (stdin && opts.tty && stdin.isTTY && stdin.setRawMode) {
     stdin.setRawMode(true);
     raw = true;
   }
   const restore = () => {
     if (raw) {
-      stdin.setRawMode!(false);
+      stdin!.setRawMode!(false);
       raw = false;
     }
   };
@@ -80,7 +118,7 @@ export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): P
   let detached = false;
   let detach: () => void = () => {};
   const detachedP = new Promise<void>((r) => (detach = r));
-  if (opts.stdin) {
+  if (stdin) {
     let proxy: DetachScanner | undefined;
     if (opts.tty) {
       try {
@@ -119,18 +157,20 @@ export function streamHijacked(ctx: Ctx, socket: Duplex, opts: HijackOptions): P
         socket.once('close', r);
       });
     } else if (opts.tty) {
-      for await (const c of socket as AsyncIterable<Buffer>) await write(stdout, c);
+      for await (const c of socket as AsyncIterable<Buffer>) await write(io.stdout, c);
     } else {
-      await demux(socket as AsyncIterable<Buffer>, stdout, stderr);
+      await demux(socket, io);
     }
   })();
   return Promise.race([outputDone, detachedP])
     .then(() => (detached ? 'detached' : 'ended') as 'ended' | 'detached')
     .finally(() => {
       restore();
-      if (onData) stdin.off('data', onData);
-      if (onEnd) stdin.off('end', onEnd);
-      if (opts.stdin) stdin.pause();
+      if (stdin) {
+        if (onData) stdin.off('data', onData);
+        if (onEnd) stdin.off('end', onEnd);
+        stdin.pause();
+      }
       if (!socket.destroyed) socket.destroy();
     });
 }

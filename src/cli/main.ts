@@ -2,20 +2,17 @@
 // scripts/build-cli.mjs makes of this module (dist/cli/berth.cjs), or from this file when the
 // bundle is missing or older than the sources. Run directly (`node src/cli/main.ts`), it runs
 // itself. Everything else lives in cli.ts.
-import { pathToFileURL } from 'node:url';
 import { runCli, processIO } from './cli.ts';
 
 export async function main(argv: string[]): Promise<never> {
-  // Broken pipes (`berth images | head -1`) end the program quietly, as in docker.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
-  });
-  const code = await runCli(argv, processIO());
+  const io = processIO();
+  const code = await runCli(argv, io);
+  // Only the streams the run made (each is made on first use) can hold output.
   const flush = (s: NodeJS.WritableStream) => new Promise<void>((r) => (s.write('') ? r() : s.once('drain', () => r())));
-  await flush(process.stdout);
-  await flush(process.stderr);
+  for (const s of io.outputs()) await flush(s);
   process.exit(code);
 }
 
-// (No top-level await: the bundle is CommonJS, where import.meta.url is undefined.)
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main(process.argv.slice(2));
+// (No top-level await: the bundle is CommonJS, where import.meta is empty. In the bundle
+// import.meta.filename is undefined, so it never runs itself.)
+if (import.meta.filename !== undefined && import.meta.filename === process.argv[1]) void main(process.argv.slice(2));

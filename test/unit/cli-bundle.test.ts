@@ -1,21 +1,20 @@
-// The CLI launcher runs dist/cli/berth.cjs only while it matches the sources it was built from
-// (bin/cli-bundle.cjs), and the bundle behaves as the TypeScript sources do.
+// The CLI launcher (bin/berth.cjs) runs dist/cli/berth.cjs only while it matches the sources it
+// was built from (bundleIsFresh), and the bundle behaves as the TypeScript sources do.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile, utimes, rm, readFile, readdir, stat, chmod } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { tempDir, run, BERTH, REPO_ROOT } from '../helpers/fixtures.ts';
 // @ts-expect-error: plain JavaScript module without type declarations
-import { bundleIsFresh } from '../../bin/cli-bundle.cjs';
+import { bundleIsFresh } from '../../bin/berth.cjs';
 
-const fresh = bundleIsFresh as (root: URL) => boolean;
+const fresh = bundleIsFresh as (root: string) => boolean;
 const noBundle = !existsSync(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs')) && 'no bundle (scripts/build-cli.mjs)';
 
 test('bundleIsFresh: true only while every recorded input keeps its size and mtime', async () => {
   await using dir = await tempDir();
-  const root = pathToFileURL(dir.path + '/');
+  const root = dir.path;
   assert.equal(fresh(root), false, 'no bundle');
   await mkdir(join(dir.path, 'dist', 'cli'), { recursive: true });
   await mkdir(join(dir.path, 'src'));
@@ -84,7 +83,7 @@ test('CLI code cache: written after a run, reused, updated for a new command, ne
   await writeFile(mod, 'exports.twice = (x) => x * 2;\nexports.where = () => __filename;\n');
   const cache = join(dir.path, 'cache');
   const probe = (verb: string) =>
-    run(process.execPath, ['-e', `const m = require(${JSON.stringify(join(REPO_ROOT, 'bin', 'cli-cache.cjs'))}).loadWithCodeCache(${JSON.stringify(mod)}, [${JSON.stringify(verb)}]); console.log(m.twice(21), m.where());`], { env: { ...process.env, XDG_CACHE_HOME: cache } });
+    run(process.execPath, ['-e', `const m = require(${JSON.stringify(join(REPO_ROOT, 'bin', 'berth.cjs'))}).loadWithCodeCache(${JSON.stringify(mod)}, [${JSON.stringify(verb)}]); console.log(m.twice(21), m.where());`], { env: { ...process.env, XDG_CACHE_HOME: cache } });
   const files = async () => (await readdir(join(cache, 'berth')).catch(() => [])).filter((f) => f.startsWith('cli-')).sort();
   let r = await probe('run');
   assert.equal(r.code, 0, r.stderr);

@@ -436,7 +436,7 @@ const logs: Command = {
       },
     });
     if (c.Config?.Tty) await pipeline(res, ctx.io.stdout, { end: false });
-    else await demux(res as AsyncIterable<Buffer>, ctx.io.stdout, ctx.io.stderr);
+    else await demux(res, ctx.io);
   },
 };
 
