@@ -1,8 +1,9 @@
 // The container service: Docker's container lifecycle on top of the runtime layer.
 //
-//   create ... record ('creating' -> 'created'), writable snapshot over the image's layers
-//   start .... mount rootfs, network/volumes, spec, conmon + runc create, pending attaches,
-//              runc start -> 'running'
+//   create ... record ('creating' -> 'created'), writable snapshot over the image's layers;
+//              then, for containers that allow it, the runtime's task ahead (#createAhead)
+//   start .... mount rootfs, network/volumes, spec, conmon + runc create (unless made ahead),
+//              pending attaches, runc start -> 'running'
 //   exit ..... conmon writes <execRoot>/exits/<id>; an inotify watch (plus a slow poll) picks it
 //              up: OOM check, runc delete, cgroups, unmount, network teardown -> 'exited';
 //              then --rm or the restart policy
@@ -19,7 +20,7 @@
 // not tracked. Docker keeps exec state in memory too, but its shim keeps the session attached.
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile, readFile, stat, readdir, unlink } from 'node:fs/promises';
-import { watch, existsSync, type FSWatcher } from 'node:fs';
+import { watch, existsSync, mkdirSync, readFileSync, rmSync, type FSWatcher } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join, posix } from 'node:path';
 import { hostname as osHostname } from 'node:os';
@@ -115,6 +116,28 @@ function pipeStdin(sink: StreamSink, to: { write(b: Buffer): unknown; end(): unk
   stdin.resume();
 }
 
+/** A container created in its runtime (#createTask): init waits on the exec fifo. */
+interface CreatedTask {
+  pid: number;
+  conmonPid: number;
+  pidStart: string | undefined;
+  conmonStart: string | undefined;
+  mountPoints?: MountPoint[];
+  /** Whether the network service set up a sandbox for it (undone with the task). */
+  networked: boolean;
+}
+
+/** A task created ahead of its start (see #createAhead). */
+interface AheadTask {
+  done: Promise<CreatedTask | undefined>;
+  timer: NodeJS.Timeout;
+}
+
+/** How long a task created ahead of its start waits for the start before it is undone (default). */
+const AHEAD_TTL_MS = 10_000;
+/** At most this many tasks created ahead at once (each holds a conmon and a waiting runc init). */
+const AHEAD_MAX = 8;
+
 export interface ServiceDeps {
   config: DaemonConfig;
   log: Logger;
@@ -185,6 +208,10 @@ export class ContainerService {
   /** --rm containers whose init this daemon saw exit: their removal releases the cgroup and the
    *  runtime state without spawning the runtime. */
   #initGone = new Set<string>();
+  /** Containers whose restore (at daemon start) has not finished yet. */
+  #restoring = new Map<string, Promise<void>>();
+  /** Containers whose runtime task was created ahead of their start (see #createAhead). */
+  #ahead = new Map<string, AheadTask>();
   #mounter: Mounter;
   #spawner = new Spawner();
   readonly initBinary: string | undefined;
@@ -222,9 +249,15 @@ export class ContainerService {
     return r;
   }
 
-  /** Serialise operations on one container. */
-  #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    return this.#locks.run(id, fn);
+  /**
+   * Serialise operations on one container. A task created ahead of the start is undone first
+   * (it was made from the container as it was), except for the start itself (`keepAhead`).
+   */
+  #locked<T>(id: string, fn: () => Promise<T>, opts: { keepAhead?: boolean } = {}): Promise<T> {
+    return this.#locks.run(id, async () => {
+      if (!opts.keepAhead && this.#ahead.has(id)) await this.#dropAhead(id);
+      return fn();
+    });
   }
 
 
@@ -294,6 +327,9 @@ export class ContainerService {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Tasks created ahead of a start that never came are undone (a created container has no
+    // process in Docker; restore would undo them at the next start anyway).
+    await Promise.all([...this.#ahead.keys()].map((id) => this.#locked(id, async () => {})));
     this.#watcher?.close();
     if (this.#poll) clearInterval(this.#poll);
     this.#health.stopAll();
@@ -343,7 +379,11 @@ export class ContainerService {
     }
   }
 
-  /** Live restore (see the header). Never throws for one bad container. */
+  /**
+   * Live restore (see the header). Never throws for one bad container. It runs while berthd
+   * serves: a start of a container waits for that container's restore (which may be undoing
+   * what a crash left of an earlier start in the same directories).
+   */
   async restore(): Promise<void> {
     const { broken } = await this.#load();
     for (const id of broken) {
@@ -351,11 +391,17 @@ export class ContainerService {
       await this.#teardownFiles(id, 'runc').catch(() => {});
       await rm(this.paths.dir(id), { recursive: true, force: true });
     }
-    for (const rec of this.store.all()) {
+    const recs = this.store.all();
+    const done = new Map<string, () => void>();
+    for (const rec of recs) this.#restoring.set(rec.id, new Promise<void>((resolve) => done.set(rec.id, resolve)));
+    for (const rec of recs) {
       try {
         await this.#restoreOne(rec);
       } catch (err) {
         this.#d.log.error({ container: rec.id, err: errorMessage(err) }, 'restore failed');
+      } finally {
+        this.#restoring.delete(rec.id);
+        done.get(rec.id)!();
       }
     }
   }
@@ -543,6 +589,7 @@ export class ContainerService {
       throw err;
     }
     this.events.emit('container', 'create', id, this.#attrs(rec));
+    this.#createAhead(rec);
     return { Id: id, Warnings: [] };
   }
 
@@ -560,22 +607,96 @@ export class ContainerService {
   /** Start; returns false if it was already running (Docker answers 304). */
   async start(ref: string): Promise<boolean> {
     const rec = this.store.get(ref);
+    await this.#restoring.get(rec.id);
     return this.#locked(rec.id, async () => {
       const s = rec.state.status;
+      const ahead = s === 'created' ? await this.#takeAhead(rec) : undefined;
+      if (!ahead) await this.#dropAhead(rec.id);
       if (s === 'running') return false;
       if (s === 'paused') throw failedPrecondition('cannot start a paused container, try unpause instead');
       if (s === 'removing' || s === 'dead' || s === 'creating') throw failedPrecondition(`container ${rec.id} is marked for removal and cannot be started`);
       rec.manuallyStopped = false;
       this.#rm(rec.id).reset();
-      await this.#startContainer(rec);
+      await this.#startContainer(rec, ahead);
       return true;
-    });
+    }, { keepAhead: true });
+  }
+
+  /**
+   * Create the runtime's task of a just-created container right away, in the background, so
+   * its start (which `docker run` sends a few milliseconds later) only has to let the init exec
+   * the user's process: the OCI runtime's create, most of a start's time, overlaps the client's
+   * attach and wait requests. This is the OCI 'created' state, as CRI-O's CreateContainer and
+   * `podman init` use it: no user code runs before the start, and the record stays 'created'
+   * (State.Pid 0). The task is undone when the start does not come within AHEAD_TTL_MS, and
+   * before any other operation on the container (#locked), at shutdown, and by restore after a
+   * crash. Only for containers whose start depends on nothing that can change meanwhile: no
+   * network service (`--network none` or `host`), volumes or devices.
+   */
+  #createAhead(rec: ContainerRecord): void {
+    const hc = rec.hostConfig;
+    const eligible =
+      this.#d.config.prepareAhead !== false && !this.#closed && this.#ahead.size < AHEAD_MAX &&
+      (hc.NetworkMode === 'none' || hc.NetworkMode === 'host') &&
+      !hc.Binds?.length && !hc.Mounts?.length && !(hc as { VolumesFrom?: string[] | null }).VolumesFrom?.length &&
+      Object.keys(rec.config.Volumes ?? {}).length === 0 && !hc.Devices?.length && hc.Privileged !== true;
+    if (!eligible) return;
+    const entry = {} as AheadTask;
+    entry.done = this.#locked(rec.id, async () => {
+      if (this.#ahead.get(rec.id) !== entry || rec.state.status !== 'created' || this.#closed) return undefined;
+      try {
+        const tr = tracer(`create ahead ${rec.id.slice(0, 12)}`, this.#d.log);
+        const task = await this.#createTask(rec, tr);
+        tr('done');
+        return task;
+      } catch (err) {
+        // The start will try again and report what fails then.
+        this.#d.log.debug({ container: rec.id, err: errorMessage(err) }, 'creating the task ahead of the start failed');
+        await this.#undoTask(rec, false);
+        return undefined;
+      }
+    }, { keepAhead: true });
+    entry.timer = setTimeout(() => void this.#locked(rec.id, async () => {}).catch(() => {}), this.#d.config.prepareAheadTtlMs ?? AHEAD_TTL_MS);
+    entry.timer.unref();
+    this.#ahead.set(rec.id, entry);
+  }
+
+  /** The task created ahead for this start, if there is one and its init still waits. */
+  async #takeAhead(rec: ContainerRecord): Promise<CreatedTask | undefined> {
+    const entry = this.#ahead.get(rec.id);
+    if (!entry) return undefined;
+    this.#ahead.delete(rec.id);
+    clearTimeout(entry.timer);
+    const task = await entry.done;
+    if (!task) return undefined;
+    if ((await sameProcess(task.pid, task.pidStart)) && (await sameProcess(task.conmonPid, task.conmonStart))) return task;
+    await this.#dropTask(rec, task);
+    return undefined;
+  }
+
+  /** Undo the task created ahead of a start (under the container's lock). */
+  async #dropAhead(id: string): Promise<void> {
+    const entry = this.#ahead.get(id);
+    if (!entry) return;
+    this.#ahead.delete(id);
+    clearTimeout(entry.timer);
+    const task = await entry.done;
+    const rec = this.store.find(id);
+    if (task && rec) await this.#dropTask(rec, task);
+  }
+
+  async #dropTask(rec: ContainerRecord, task: CreatedTask): Promise<void> {
+    await this.#undoTask(rec, task.networked);
+    // conmon writes an exit file when the killed init goes: wait for it, so that file cannot
+    // land after a later start cleared the way and be taken for that run's exit.
+    for (let i = 0; i < 200 && (await sameProcess(task.conmonPid, task.conmonStart)); i++) await new Promise((r) => setTimeout(r, 10));
+    await unlink(join(this.paths.exitDir, rec.id)).catch(() => {});
   }
 
   async #mountRootfs(rec: ContainerRecord): Promise<string> {
     const target = this.paths.rootfs(rec.id);
-    await mkdir(target, { recursive: true, mode: 0o755 });
-    if (await isMountPoint(target)) return target;
+    mkdirSync(target, { recursive: true, mode: 0o755 });
+    if (isMountPoint(target)) return target;
     const snap = this.#d.snapshotter();
     if (!snap) throw internal('no snapshotter');
     const mounts = await snap.mounts(rec.id);
@@ -588,14 +709,78 @@ export class ContainerService {
 
   async #unmountRootfs(id: string): Promise<void> {
     const target = this.paths.rootfs(id);
-    for (let i = 0; i < 8 && (await isMountPoint(target)); i++) {
+    for (let i = 0; i < 8 && isMountPoint(target); i++) {
       // Detached: the container is dead, nothing holds the mount; a synchronous umount of an
       // overlay waits for the kernel to tear it down, which nobody needs to wait for.
       await this.#mounter.unmount(target, { lazy: true }).catch(async () => this.#mounter.unmount(target));
     }
   }
 
-  async #startContainer(rec: ContainerRecord): Promise<void> {
+  async #startContainer(rec: ContainerRecord, ahead?: CreatedTask): Promise<void> {
+    const id = rec.id;
+    const rt = this.runtime(rec.runtime);
+    const tr = tracer(`start ${id.slice(0, 12)}`, this.#d.log);
+    let task: CreatedTask | undefined;
+    try {
+      task = ahead ?? (await this.#createTask(rec, tr));
+      if (ahead) tr('created ahead');
+      rec.state.pid = task.pid;
+      rec.state.conmonPid = task.conmonPid;
+      rec.state.pidStart = task.pidStart;
+      rec.state.conmonStart = task.conmonStart;
+      // A fresh exit signal for this run, before attachers take it.
+      this.#exitSignals.delete(id);
+      const pending = this.#pendingAttach.get(id) ?? [];
+      this.#pendingAttach.delete(id);
+      this.#pendingFail.delete(id);
+      await Promise.all(pending.map((p) => p(this.paths.bundle(id)).catch(() => {})));
+      tr('attach');
+      await rt.start(id);
+      tr('runc start');
+      Object.assign(rec.state, { status: 'running' as ContainerStatus, startedAt: nowIso(), finishedAt: '0001-01-01T00:00:00Z', exitCode: 0, error: '', oomKilled: false });
+      if (task.mountPoints) (rec as ContainerRecord & { mountPoints?: MountPoint[] }).mountPoints = task.mountPoints;
+      // Written behind the answer (the store keeps this record's writes in order, and shutdown
+      // and removal wait for it): a crash before it lands is a start the record never saw, which
+      // restore undoes, as Docker's restore does with a task its checkpoint does not know.
+      this.#save(rec).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'saving the running state failed'));
+      tr('save');
+      this.events.emit('container', 'start', id, this.#attrs(rec));
+      this.#health.start(rec);
+    } catch (err) {
+      await this.#undoTask(rec, task?.networked ?? false);
+      const msg = errorMessage(err);
+      rec.state = { ...rec.state, status: rec.state.startedAt === '0001-01-01T00:00:00Z' ? 'created' : 'exited', pid: 0, conmonPid: 0, error: msg, exitCode: /not found|no such file/i.test(msg) ? 127 : /permission denied|not permitted/i.test(msg) ? 126 : 128 };
+      await this.#save(rec).catch(() => {});
+      // Attaches waiting for this start end now (the CLI waits for them before it exits).
+      this.#pendingAttach.delete(id);
+      for (const f of this.#pendingFail.get(id) ?? []) f();
+      this.#pendingFail.delete(id);
+      // Waiters get the exit code only: the start error is the start request's answer (Docker
+      // does not answer them with it; the CLI would log "Error waiting for container").
+      this.#notify(id, 'exit', rec.state.exitCode);
+      if (rec.hostConfig.AutoRemove) void this.#autoRemove(rec);
+      // The CLI maps these to 127/126 from the message; Docker answers them with 400.
+      if (/executable file not found|no such file or directory|permission denied|not a directory/i.test(msg)) throw invalidArgument(`failed to create task for container: ${msg}`);
+      throw err instanceof BerthError ? err : internal(msg);
+    }
+  }
+
+  /** What #createTask leaves behind, undone: the runtime's container, cgroup, network, rootfs mount. */
+  async #undoTask(rec: ContainerRecord, networked: boolean): Promise<void> {
+    await this.runtime(rec.runtime).delete(rec.id, true).catch(() => {});
+    await this.cgroups.remove(rec.id, rec.cgroupParent).catch(() => {});
+    if (networked) await this.#d.networks()?.tearDown(rec.id).catch(() => {});
+    await this.#unmountRootfs(rec.id).catch(() => {});
+  }
+
+  /**
+   * The first half of a start: rootfs, network, volumes, spec, and conmon running
+   * `<runtime> create`. Returns with the container in the runtime's 'created' state: its init
+   * waits on the exec fifo, no user code has run. Changes nothing in the record's state. On
+   * failure, a set-up still in flight is waited for and what it made is undone before the error
+   * is thrown (the runtime's container, cgroup and mount are the caller's: #undoTask).
+   */
+  async #createTask(rec: ContainerRecord, tr: (step: string) => void): Promise<CreatedTask> {
     const id = rec.id;
     const bundle = this.paths.bundle(id);
     const hc = rec.hostConfig;
@@ -605,13 +790,13 @@ export class ContainerService {
     // or joins none (host) itself, which costs nothing on the `run --rm` critical path.
     const net = hc.NetworkMode === 'none' || hc.NetworkMode === 'host' ? undefined : this.#d.networks();
     const vols = this.#d.volumes();
-    const tr = tracer(`start ${id.slice(0, 12)}`, this.#d.log);
     // The network (namespace, CNI plugins, /etc files) is set up while the rootfs is mounted and
     // the user resolved: the two do not depend on each other, and the plugins are the slower.
     let netSetUp: Promise<Sandbox> | undefined;
     // conmon is spawned first and waits on its start pipe (its start-up, ~3 ms, overlaps the
     // mount and the spec); it is let go once config.json is written.
     let early: Promise<WaitingConmon | undefined> | undefined;
+    let mounted: Promise<string> | undefined;
     const conmonOpts = {
       id, name: rec.name.slice(1), bundle, pidFile: join(bundle, 'pid'), conmonPidFile: join(bundle, 'conmon.pid'),
       exitDir: this.paths.exitDir, logPath: rec.logPath, logSizeMax: rec.logMaxSize > 0 ? rec.logMaxSize * (rec.logMaxFiles > 1 ? 2 : 1) : undefined,
@@ -619,11 +804,29 @@ export class ContainerService {
       leaveStdinOpen: rec.config.OpenStdin === true && rec.config.StdinOnce !== true, conmonLog: join(bundle, 'conmon.log'),
     };
     try {
-      await mkdir(bundle, { recursive: true, mode: 0o700 });
+      // Directory operations on this path are synchronous (tens of microseconds each, against a
+      // thread-pool round trip each while the client and the runtime compete for the CPU).
+      mkdirSync(bundle, { recursive: true, mode: 0o700 });
+      const rootfs = this.paths.rootfs(id);
+      mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+      const snap = this.#d.snapshotter();
+      if (!snap) throw internal('no snapshotter');
+      // The rootfs is mounted on the host (bundle/rootfs), as Docker and Podman do: `docker cp`
+      // into a running container then writes through a real path with the confined tar apply.
+      // (runc can mount the overlay over "/" inside the container itself, which saves the mount
+      // and umount spawns, but /proc/<pid>/root is no safe write path for cp: a path resolver
+      // that calls realpath() on it lands on the host's root. BERTH_ROOTFS_IN_RUNTIME=1 enables
+      // that mode for containers that need no cp into them.) The mount, the slowest step here,
+      // goes first; conmon's start-up, the network and the /etc files overlap it.
+      const needHostRootfs = process.env.BERTH_ROOTFS_IN_RUNTIME !== '1' || (vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0));
+      mounted = needHostRootfs ? this.#mountRootfs(rec) : undefined;
+      mounted?.catch(() => {}); // awaited below
       // A config.json of an earlier run must not be what a conmon let go by accident runs; the
       // log's directory must exist before conmon opens the log.
-      early = Promise.all([rm(join(bundle, 'config.json'), { force: true }), unlink(join(this.paths.exitDir, id)).catch(() => {}), mkdir(this.paths.dir(id), { recursive: true })])
-        .then(() => rt.createEarly(conmonOpts));
+      rmSync(join(bundle, 'config.json'), { force: true });
+      rmSync(join(this.paths.exitDir, id), { force: true });
+      mkdirSync(this.paths.dir(id), { recursive: true });
+      early = rt.createEarly(conmonOpts);
       early.catch(() => {}); // awaited below (or in the catch block)
       if (net) {
         netSetUp = net.setUp({
@@ -639,17 +842,6 @@ export class ContainerService {
       let files = { hostname: this.paths.etcFile(id, 'hostname'), hosts: this.paths.etcFile(id, 'hosts'), resolvConf: this.paths.etcFile(id, 'resolv.conf') };
       const etcWritten = netSetUp ? undefined : this.#writeEtcFiles(rec, files);
       etcWritten?.catch(() => {}); // awaited below
-      const snap = this.#d.snapshotter();
-      if (!snap) throw internal('no snapshotter');
-      // The rootfs is mounted on the host (bundle/rootfs), as Docker and Podman do: `docker cp`
-      // into a running container then writes through a real path with the confined tar apply.
-      // (runc can mount the overlay over "/" inside the container itself, which saves the mount
-      // and umount spawns, but /proc/<pid>/root is no safe write path for cp: a path resolver
-      // that calls realpath() on it lands on the host's root. BERTH_ROOTFS_IN_RUNTIME=1 enables
-      // that mode for containers that need no cp into them.)
-      const needHostRootfs = process.env.BERTH_ROOTFS_IN_RUNTIME !== '1' || (vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0));
-      const rootfs = this.paths.rootfs(id);
-      await mkdir(rootfs, { recursive: true, mode: 0o755 });
       let rootMount: OciSpec['mounts'][number] | undefined;
       let rootPath = rootfs;
       let layers: string[];
@@ -663,7 +855,7 @@ export class ContainerService {
         layers = [m0.source];
         if (!needHostRootfs) rootPath = m0.source;
       }
-      if (needHostRootfs) await this.#mountRootfs(rec);
+      await mounted;
       tr('mount');
       const images = this.#d.images();
       const ic = images ? (await images.resolve(rec.image).catch(() => undefined))?.config.config ?? {} : {};
@@ -715,50 +907,18 @@ export class ContainerService {
       const [waiting] = await Promise.all([early.catch(() => undefined), writeFile(join(bundle, 'config.json'), specToJson(spec))]);
       const started = waiting ? await waiting.go() : await rt.create(conmonOpts);
       tr('conmon');
-      rec.state.pid = started.pid;
-      rec.state.conmonPid = started.conmonPid;
-      [rec.state.pidStart, rec.state.conmonStart] = await Promise.all([procStartTime(started.pid), procStartTime(started.conmonPid)]);
-      // A fresh exit signal for this run, before attachers take it.
-      this.#exitSignals.delete(id);
-      const pending = this.#pendingAttach.get(id) ?? [];
-      this.#pendingAttach.delete(id);
-      this.#pendingFail.delete(id);
-      await Promise.all(pending.map((p) => p(bundle).catch(() => {})));
-      tr('attach');
-      await rt.start(id);
-      tr('runc start');
-      Object.assign(rec.state, { status: 'running' as ContainerStatus, startedAt: nowIso(), finishedAt: '0001-01-01T00:00:00Z', exitCode: 0, error: '', oomKilled: false });
-      if (mountPoints) (rec as ContainerRecord & { mountPoints?: MountPoint[] }).mountPoints = mountPoints;
-      // Written behind the answer (the store keeps this record's writes in order, and shutdown
-      // and removal wait for it): a crash before it lands is a start the record never saw, which
-      // restore undoes, as Docker's restore does with a task its checkpoint does not know.
-      this.#save(rec).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'saving the running state failed'));
-      tr('save');
-      this.events.emit('container', 'start', id, this.#attrs(rec));
-      this.#health.start(rec);
+      const [pidStart, conmonStart] = await Promise.all([procStartTime(started.pid), procStartTime(started.conmonPid)]);
+      tr('pids');
+      return { pid: started.pid, conmonPid: started.conmonPid, pidStart, conmonStart, mountPoints, networked: sandbox !== undefined };
     } catch (err) {
+      // A mount still in flight lands before the caller undoes the task.
+      await mounted?.catch(() => {});
       // A conmon still waiting (the start failed before it was let go) is killed.
       (await early?.catch(() => undefined))?.abort();
-      await rt.delete(id, true).catch(() => {});
-      await this.cgroups.remove(id, rec.cgroupParent).catch(() => {});
       // A set-up still in flight (the mount failed first) is waited for, then undone.
       if (!sandbox && netSetUp) sandbox = await netSetUp.catch(() => undefined);
       if (sandbox && net) await net.tearDown(id).catch(() => {});
-      await this.#unmountRootfs(id).catch(() => {});
-      const msg = errorMessage(err);
-      rec.state = { ...rec.state, status: rec.state.startedAt === '0001-01-01T00:00:00Z' ? 'created' : 'exited', pid: 0, conmonPid: 0, error: msg, exitCode: /not found|no such file/i.test(msg) ? 127 : /permission denied|not permitted/i.test(msg) ? 126 : 128 };
-      await this.#save(rec).catch(() => {});
-      // Attaches waiting for this start end now (the CLI waits for them before it exits).
-      this.#pendingAttach.delete(id);
-      for (const f of this.#pendingFail.get(id) ?? []) f();
-      this.#pendingFail.delete(id);
-      // Waiters get the exit code only: the start error is the start request's answer (Docker
-      // does not answer them with it; the CLI would log "Error waiting for container").
-      this.#notify(id, 'exit', rec.state.exitCode);
-      if (rec.hostConfig.AutoRemove) void this.#autoRemove(rec);
-      // The CLI maps these to 127/126 from the message; Docker answers them with 400.
-      if (/executable file not found|no such file or directory|permission denied|not a directory/i.test(msg)) throw invalidArgument(`failed to create task for container: ${msg}`);
-      throw err instanceof BerthError ? err : internal(msg);
+      throw err;
     }
   }
 
@@ -1448,7 +1608,7 @@ export class ContainerService {
     const running = rec.state.status === 'running' || rec.state.status === 'paused';
     // Running: its host mount (never /proc/<pid>/root, see #startContainer). Stopped: mount it.
     // Never a second overlay instance over the upper dir of a running container.
-    if (running && !(await isMountPoint(this.paths.rootfs(rec.id)))) throw failedPrecondition(`container ${rec.id} runs with its rootfs mounted by the runtime: stop it first`);
+    if (running && !isMountPoint(this.paths.rootfs(rec.id))) throw failedPrecondition(`container ${rec.id} runs with its rootfs mounted by the runtime: stop it first`);
     if (running && opts.freeze) {
       // Under the container's lock: no user pause/unpause/stop interleaves with the freeze.
       return this.#locked(rec.id, async () => {
@@ -1542,8 +1702,9 @@ function labelsMatch(labels: Record<string, string>, filters: string[]): boolean
   });
 }
 
-async function isMountPoint(path: string): Promise<boolean> {
-  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+/** Whether `path` is a mount point (synchronous: the kernel's table is read from memory). */
+function isMountPoint(path: string): boolean {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
   const esc = path.replace(/\\/g, '\\134').replace(/ /g, '\\040');
   return mounts.split('\n').some((l) => l.split(' ')[4] === esc);
 }

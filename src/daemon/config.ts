@@ -15,6 +15,13 @@ export interface DaemonConfig {
   /** Default bridge network: device name (Docker's --bridge) and gateway/prefix (--bip). */
   bridge?: string;
   bip?: string;
+  /**
+   * Create a container's runtime task right after its create, ahead of the start (see
+   * ContainerService#createAhead); berthd's --no-prepare-ahead turns it off.
+   */
+  prepareAhead?: boolean;
+  /** How long such a task waits for its start before it is undone (ms; default 10 s). */
+  prepareAheadTtlMs?: number;
 }
 
 export function defaultConfig(): DaemonConfig {

@@ -19,6 +19,8 @@ Options:
   -b, --bridge string              Device of the default bridge network (default "berth0")
       --bip string                 Gateway address and prefix of the default bridge (default "172.17.0.1/16")
   -D, --debug                      Debug logging
+      --no-prepare-ahead           Do not create a container's runtime task ahead of its start
+      --prepare-ahead-ttl ms       How long such a task waits for the start (default 10000)
   -v, --version                    Print version and exit
 `;
 
@@ -36,6 +38,8 @@ async function main(): Promise<void> {
         bridge: { type: 'string', short: 'b' },
         bip: { type: 'string' },
         debug: { type: 'boolean', short: 'D' },
+        'no-prepare-ahead': { type: 'boolean' },
+        'prepare-ahead-ttl': { type: 'string' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -70,6 +74,15 @@ async function main(): Promise<void> {
   if (values.bridge) config.bridge = values.bridge;
   if (values.bip) config.bip = values.bip;
   config.debug = values.debug ?? false;
+  if (values['no-prepare-ahead']) config.prepareAhead = false;
+  if (values['prepare-ahead-ttl'] !== undefined) {
+    const ms = Number(values['prepare-ahead-ttl']);
+    if (!Number.isInteger(ms) || ms < 0) {
+      process.stderr.write(`berthd: --prepare-ahead-ttl wants milliseconds, got ${values['prepare-ahead-ttl']}\n`);
+      process.exit(125);
+    }
+    config.prepareAheadTtlMs = ms;
+  }
   if (process.getuid?.() !== 0) process.stderr.write('berthd: warning: not running as root; containers will not start\n');
 
   const daemon = new Daemon(config);

@@ -15,7 +15,7 @@
 // connected, so callers can start the container only after attaching (no output lost).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { open, readFile, mkdir } from 'node:fs/promises';
-import { constants, openSync, closeSync } from 'node:fs';
+import { constants, openSync, closeSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { internal, errorMessage } from '../core/errors.ts';
@@ -135,7 +135,7 @@ export interface WaitingConmon {
  */
 export async function spawnConmonEarly(o: ConmonOptions): Promise<WaitingConmon | undefined> {
   if (o.exec || !o.spawner?.available) return undefined;
-  await mkdir(o.socketDir, { recursive: true, mode: 0o700 });
+  mkdirSync(o.socketDir, { recursive: true, mode: 0o700 });
   const env = conmonEnv(o, { _OCI_STARTPIPE: '4' });
   // cwd: see spawnConmon.
   const s = await o.spawner.spawn({ file: o.conmonPath ?? 'conmon', args: conmonArgs(o), cwd: o.bundle, env, stderrPath: o.conmonLog, startPipe: true }).catch(() => undefined);

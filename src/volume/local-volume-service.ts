@@ -258,6 +258,14 @@ export class LocalVolumeService implements VolumeService {
       for (const n of created) if (!this.#users(n).length) await this.#remove(n, true).catch(() => {});
       throw err;
     }
+    if (Object.keys(refs.volumes).length === 0 && refs.anonymous.length === 0) {
+      // Nothing to record (most containers): no file, as release() and load() expect.
+      if (prev) {
+        this.#refs.delete(req.containerId);
+        await rm(this.paths.refs(req.containerId), { force: true });
+      }
+      return { oci, mountPoints: points };
+    }
     this.#refs.set(req.containerId, refs);
     await writeJsonAtomic(this.paths.refs(req.containerId), refs);
     return { oci, mountPoints: points };
