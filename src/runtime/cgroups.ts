@@ -7,7 +7,7 @@
 // v2 (unified):
 //   /sys/fs/cgroup/<parent>/<id>/                memory.current, cpu.stat, pids.current, memory.events
 import { readFile, readdir, rmdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus } from 'node:os';
 
@@ -42,10 +42,12 @@ async function readNum(p: string): Promise<number | undefined> {
   }
 }
 
+// cgroupfs and procfs files are generated from kernel memory: read synchronously (microseconds,
+// against a thread-pool round trip each on the exit and stats paths).
 async function readKV(p: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   try {
-    for (const line of (await readFile(p, 'utf8')).split('\n')) {
+    for (const line of readFileSync(p, 'utf8').split('\n')) {
       const [k, v] = line.trim().split(/\s+/);
       if (k && v !== undefined && /^\d+$/.test(v)) out[k] = Number(v);
     }
