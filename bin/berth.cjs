@@ -11,8 +11,8 @@
 // the functions that run used, which V8 otherwise compiles lazily on every start (~6 ms of a
 // `run --rm`).
 //
-// Required as a module (the tests do), it only exports bundleIsFresh, loadWithCodeCache and
-// cacheDir.
+// Required as a module, it only exports its functions: the tests use them, and the wrapper
+// scripts/setup installs as /usr/local/bin/berth calls launch().
 'use strict';
 const { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } = require('node:fs');
 const { dirname, join } = require('node:path');
@@ -141,6 +141,7 @@ function loadWithCodeCache(file, argv, env = process.env) {
   return module.exports;
 }
 
+/** Run the CLI with this process's arguments. */
 function launch() {
   const root = dirname(__dirname);
   const argv = process.argv.slice(2);
@@ -163,4 +164,4 @@ function launch() {
 
 if (require.main === module) launch();
 
-module.exports = { bundleIsFresh, loadWithCodeCache, cacheDir };
+module.exports = { bundleIsFresh, loadWithCodeCache, cacheDir, launch };

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const LAZY_FS_PROMISES = ['access', 'appendFile', 'chmod', 'chown', 'copyFile', 'cp', 'lchown', 'link', 'lstat', 'lutimes', 'mkdir', 'mkdtemp', 'open', 'opendir', 'readdir', 'readFile', 'readlink', 'realpath', 'rename', 'rm', 'rmdir', 'stat', 'statfs', 'symlink', 'truncate', 'unlink', 'utimes', 'writeFile'];
+const LAZY_OS = ['homedir', 'tmpdir', 'hostname', 'userInfo', 'platform', 'arch', 'cpus', 'totalmem', 'freemem', 'release', 'type'];
 const out = join(root, 'dist', 'cli');
 await mkdir(out, { recursive: true });
 
@@ -40,20 +41,24 @@ const result = await build({
   // meant to be empty (bin/berth.cjs calls main() itself).
   logOverride: { 'empty-import-meta': 'silent' },
   plugins: [{
+    // Built-ins a CLI run rarely needs before its first request, loaded on first use instead:
     // node:fs/promises costs ~1 ms to load (it pulls in readline, the REPL history and the fs
-    // watchers), and a CLI run rarely needs it before its first request. Imports of it resolve to
-    // a module of thin wrappers over require('node:fs').promises, a lazy getter: it loads on the
-    // first call. (An export missing here fails the build: "No matching export".)
-    name: 'lazy-fs-promises',
+    // watchers), node:os ~0.3 ms (credentials.ts's homedir(), for the config directory). Imports
+    // of them resolve to modules of thin wrappers that require the real one on the first call
+    // (fs.promises is a lazy getter of node:fs). An export missing here fails the build: "No
+    // matching export".
+    name: 'lazy-builtins',
     setup(b) {
-      b.onResolve({ filter: /^node:fs\/promises$/ }, () => ({ path: 'node:fs/promises', namespace: 'berth-lazy' }));
-      b.onLoad({ filter: /.*/, namespace: 'berth-lazy' }, () => ({
+      b.onResolve({ filter: /^node:(fs\/promises|os)$/ }, (args) => ({ path: args.path, namespace: 'berth-lazy' }));
+      b.onLoad({ filter: /.*/, namespace: 'berth-lazy' }, (args) => ({
         loader: 'js',
-        contents: [
-          "const fs = require('node:fs');",
-          ...LAZY_FS_PROMISES.map((n) => `export const ${n} = (...a) => fs.promises.${n}(...a);`),
-          'export const constants = fs.constants;',
-        ].join('\n'),
+        contents: args.path === 'node:os'
+          ? LAZY_OS.map((n) => `export const ${n} = (...a) => require('node:os').${n}(...a);`).join('\n')
+          : [
+            "const fs = require('node:fs');",
+            ...LAZY_FS_PROMISES.map((n) => `export const ${n} = (...a) => fs.promises.${n}(...a);`),
+            'export const constants = fs.constants;',
+          ].join('\n'),
       }));
     },
   }, {

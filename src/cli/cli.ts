@@ -124,9 +124,14 @@ export async function runCli(argv: string[], io: CliIO, list: Command[] = comman
       level = c.sub;
     }
     const cmd = path[path.length - 1]!;
+    // The config directory is found when a command first needs it (credentials): finding the
+    // home directory loads node:os, time on every run that never reads the config.
+    let config: string | undefined;
     const globals: GlobalOptions = {
       host: resolveHost(g.flags.list('host'), io.env),
-      configDir: g.flags.string('config') || configDir(io.env as NodeJS.ProcessEnv),
+      get configDir() {
+        return (config ??= g.flags.string('config') || configDir(io.env as NodeJS.ProcessEnv));
+      },
       debug: g.flags.bool('debug') || io.env.DEBUG === '1',
     };
     const ctx = new Ctx(io, globals);

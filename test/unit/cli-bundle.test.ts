@@ -71,6 +71,12 @@ test('loading the bundled CLI does not load node:http (its agent/client/server m
   assert.deepEqual(loaded.filter((m) => /_http_|NativeModule http$|http_parser/.test(m)), []);
 });
 
+test('loading the bundled CLI does not load node:os or node:fs/promises (loaded on first use)', { skip: noBundle }, async () => {
+  const loaded = await modulesTheBundleLoads();
+  assert.ok(loaded.includes('NativeModule net'), 'the probe sees the modules the bundle loads');
+  assert.deepEqual(loaded.filter((m) => /^NativeModule (os|fs\/promises|internal\/fs\/promises)$/.test(m)), []);
+});
+
 test('the bundle has no dynamic import() (bin/berth.cjs compiles it through vm.Script, where import() needs a flag)', { skip: noBundle }, async () => {
   const text = await readFile(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'), 'utf8');
   assert.ok(text.length > 100_000, 'the whole CLI');
