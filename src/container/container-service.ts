@@ -20,13 +20,14 @@
 // not tracked. Docker keeps exec state in memory too, but its shim keeps the session attached.
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile, readFile, stat, readdir, unlink } from 'node:fs/promises';
-import { watch, existsSync, mkdirSync, readFileSync, rmSync, type FSWatcher } from 'node:fs';
+import { watch, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, type FSWatcher } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join, posix } from 'node:path';
 import { hostname as osHostname } from 'node:os';
 import type { Readable } from 'node:stream';
 import { notFound, invalidArgument, failedPrecondition, internal, errorMessage, isKind, BerthError } from '../core/errors.ts';
 import type { ImageService, ResolvedImage } from '../core/images.ts';
+import type { ContainerConfig } from '../core/oci.ts';
 import type { Snapshotter } from '../core/snapshots.ts';
 import type { NetworkService, Sandbox } from '../core/networks.ts';
 import type { VolumeService, MountPoint } from '../core/volumes.ts';
@@ -39,7 +40,7 @@ import type { CreateBody, DockerConfig, HostConfig } from '../runtime/create-con
 import { strSlice } from '../runtime/create-config.ts';
 import { hostRlimits } from '../runtime/rlimits.ts';
 import { hostBoundingCaps } from '../runtime/capabilities.ts';
-import { resolveUser, resolveUserInLayers } from '../runtime/user.ts';
+import { readEtcFile, resolveUser, resolveUserFrom, resolveUserInLayers, type ResolvedUser } from '../runtime/user.ts';
 import { Cgroups } from '../runtime/cgroups.ts';
 import { Mounter } from '../runtime/mounter.ts';
 import { Spawner } from '../runtime/spawner.ts';
@@ -208,6 +209,8 @@ export class ContainerService {
   /** --rm containers whose init this daemon saw exit: their removal releases the cgroup and the
    *  runtime state without spawning the runtime. */
   #initGone = new Set<string>();
+  /** /etc/passwd and /etc/group of images (by top chain ID) as fresh containers saw them. */
+  #imageEtc = new Map<string, { passwd: string; group: string }>();
   /** Containers whose restore (at daemon start) has not finished yet. */
   #restoring = new Map<string, Promise<void>>();
   /** Containers whose runtime task was created ahead of their start (see #createAhead). */
@@ -589,7 +592,7 @@ export class ContainerService {
       throw err;
     }
     this.events.emit('container', 'create', id, this.#attrs(rec));
-    this.#createAhead(rec);
+    this.#createAhead(rec, ic);
     return { Id: id, Warnings: [] };
   }
 
@@ -633,7 +636,7 @@ export class ContainerService {
    * crash. Only for containers whose start depends on nothing that can change meanwhile: no
    * network service (`--network none` or `host`), volumes or devices.
    */
-  #createAhead(rec: ContainerRecord): void {
+  #createAhead(rec: ContainerRecord, imageConfig: ContainerConfig): void {
     const hc = rec.hostConfig;
     const eligible =
       this.#d.config.prepareAhead !== false && !this.#closed && this.#ahead.size < AHEAD_MAX &&
@@ -646,7 +649,8 @@ export class ContainerService {
       if (this.#ahead.get(rec.id) !== entry || rec.state.status !== 'created' || this.#closed) return undefined;
       try {
         const tr = tracer(`create ahead ${rec.id.slice(0, 12)}`, this.#d.log);
-        const task = await this.#createTask(rec, tr);
+        // Right after the create, nothing has changed the container's rootfs yet: it is fresh.
+        const task = await this.#createTask(rec, tr, { fresh: true, imageConfig });
         tr('done');
         return task;
       } catch (err) {
@@ -780,7 +784,7 @@ export class ContainerService {
    * failure, a set-up still in flight is waited for and what it made is undone before the error
    * is thrown (the runtime's container, cgroup and mount are the caller's: #undoTask).
    */
-  async #createTask(rec: ContainerRecord, tr: (step: string) => void): Promise<CreatedTask> {
+  async #createTask(rec: ContainerRecord, tr: (step: string) => void, opts: { fresh?: boolean; imageConfig?: ContainerConfig } = {}): Promise<CreatedTask> {
     const id = rec.id;
     const bundle = this.paths.bundle(id);
     const hc = rec.hostConfig;
@@ -855,12 +859,32 @@ export class ContainerService {
         layers = [m0.source];
         if (!needHostRootfs) rootPath = m0.source;
       }
-      await mounted;
-      tr('mount');
+      // A fresh container's /etc is its image's: the user databases read for an earlier fresh
+      // container of the same image serve, and the spec is then made while the rootfs mounts.
+      const etcKey = opts.fresh && needHostRootfs && rec.imageTopChainId ? rec.imageTopChainId : undefined;
+      const etc = etcKey ? this.#imageEtc.get(etcKey) : undefined;
+      // Volumes copy the image's content up from the mounted rootfs.
+      const volumesCopyUp = vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0);
+      if (!etc || volumesCopyUp) {
+        await mounted;
+        tr('mount');
+      }
       const images = this.#d.images();
-      const ic = images ? (await images.resolve(rec.image).catch(() => undefined))?.config.config ?? {} : {};
+      const ic = opts.imageConfig ?? (images ? (await images.resolve(rec.image).catch(() => undefined))?.config.config ?? {} : {});
       tr('image');
-      const user = needHostRootfs ? await resolveUser(rootfs, rec.config.User ?? '', hc.GroupAdd ?? []) : await resolveUserInLayers(layers, rec.config.User ?? '', hc.GroupAdd ?? []);
+      let user: ResolvedUser;
+      if (etc) {
+        user = resolveUserFrom(rec.config.User ?? '', etc.passwd, etc.group, hc.GroupAdd ?? []);
+      } else if (needHostRootfs) {
+        const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
+        if (etcKey) {
+          if (this.#imageEtc.size >= 64) this.#imageEtc.delete(this.#imageEtc.keys().next().value!);
+          this.#imageEtc.set(etcKey, { passwd, group });
+        }
+        user = resolveUserFrom(rec.config.User ?? '', passwd, group, hc.GroupAdd ?? []);
+      } else {
+        user = await resolveUserInLayers(layers, rec.config.User ?? '', hc.GroupAdd ?? []);
+      }
       tr('user');
       if (netSetUp) {
         sandbox = await netSetUp;
@@ -904,7 +928,10 @@ export class ContainerService {
       const etcIdx = spec.mounts.findIndex((m) => m.destination === '/etc/resolv.conf');
       spec.mounts.splice(etcIdx >= 0 ? etcIdx : spec.mounts.length, 0, ...extraMounts);
       tr('vols+spec');
-      const [waiting] = await Promise.all([early.catch(() => undefined), writeFile(join(bundle, 'config.json'), specToJson(spec))]);
+      // config.json (~9 KB, no fsync: a crash makes the start void anyway) written synchronously.
+      writeFileSync(join(bundle, 'config.json'), specToJson(spec));
+      const [waiting] = await Promise.all([early.catch(() => undefined), mounted]);
+      tr('mounted');
       const started = waiting ? await waiting.go() : await rt.create(conmonOpts);
       tr('conmon');
       const [pidStart, conmonStart] = await Promise.all([procStartTime(started.pid), procStartTime(started.conmonPid)]);
@@ -922,16 +949,24 @@ export class ContainerService {
     }
   }
 
-  /** /etc/hostname, hosts and resolv.conf of a --network none or host container. */
+  /**
+   * /etc/hostname, hosts and resolv.conf of a --network none or host container. Synchronous:
+   * three small files on the start path, which the thread pool would queue behind fsyncs.
+   */
   async #writeEtcFiles(rec: ContainerRecord, files: { hostname: string; hosts: string; resolvConf: string }): Promise<void> {
     const hc = rec.hostConfig;
     const hostNet = hc.NetworkMode === 'host';
-    await mkdir(this.paths.dir(rec.id), { recursive: true });
-    await Promise.all([
-      writeFile(files.hostname, (hostNet ? osHostname() : rec.config.Hostname ?? rec.id.slice(0, 12)) + '\n'),
-      (hostNet ? readFile('/etc/hosts', 'utf8').catch(() => hostsFile('localhost')) : Promise.resolve(hostsFile(rec.config.Hostname ?? '', hc.ExtraHosts ?? []))).then((text) => writeFile(files.hosts, text)),
-      readFile('/etc/resolv.conf', 'utf8').catch(() => '').then((host) => writeFile(files.resolvConf, resolvConf(host, hc.Dns ?? [], hc.DnsSearch ?? [], hc.DnsOptions ?? [], hostNet))),
-    ]);
+    const readHost = (p: string): string | undefined => {
+      try {
+        return readFileSync(p, 'utf8');
+      } catch {
+        return undefined;
+      }
+    };
+    mkdirSync(this.paths.dir(rec.id), { recursive: true });
+    writeFileSync(files.hostname, (hostNet ? osHostname() : rec.config.Hostname ?? rec.id.slice(0, 12)) + '\n');
+    writeFileSync(files.hosts, hostNet ? readHost('/etc/hosts') ?? hostsFile('localhost') : hostsFile(rec.config.Hostname ?? '', hc.ExtraHosts ?? []));
+    writeFileSync(files.resolvConf, resolvConf(readHost('/etc/resolv.conf') ?? '', hc.Dns ?? [], hc.DnsSearch ?? [], hc.DnsOptions ?? [], hostNet));
   }
 
   // ------------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ import { defaultConfig } from './config.ts';
 import { errorMessage } from '../core/errors.ts';
 import { BERTH_VERSION } from './routes/system.ts';
 
+// libuv's thread pool (fs calls, fsyncs) has 4 threads by default: a few slow fsyncs of records
+// and snapshots would hold up every other file operation of the daemon behind them. Read by
+// libuv when the pool first starts, which no module above does at load.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const USAGE = `Usage: berthd [OPTIONS]
 
 A container engine that speaks the Docker Engine API.

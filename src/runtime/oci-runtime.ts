@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { accessSync, closeSync, constants, fstatSync, open as openFd } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { internal, notFound, failedPrecondition, invalidArgument } from '../core/errors.ts';
 import { spawnConmon, spawnConmonEarly, cleanRuntimeError, type ConmonOptions, type ConmonProcess, type WaitingConmon } from './conmon.ts';
@@ -92,7 +92,9 @@ export class OciRuntime {
     const fifo = join(this.root, id, 'exec.fifo');
     let fd: number;
     try {
-      fd = await new Promise<number>((resolve, reject) => openFd(fifo, constants.O_RDWR | constants.O_NONBLOCK, (err, f) => (err ? reject(err) : resolve(f))));
+      // Synchronous: O_RDWR|O_NONBLOCK never blocks on a fifo, and a thread-pool open would
+      // queue behind whatever fsyncs the pool is busy with.
+      fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
     } catch {
       return false;
     }

@@ -130,6 +130,20 @@ test('a task created ahead is remade after what changes its container: update, c
     ok(await docker(d, ['rm', id2]), 'rm 2');
     await nothingLeft(d, 'after update and cp');
 
+    // The user databases a fresh container of this image read serve the next ones: the same
+    // answers, and the same error for a user the image does not have.
+    for (let k = 0; k < 2; k++) {
+      r = await docker(d, ['run', '--rm', '--network', 'none', '-u', 'nobody', 'busybox', 'id']);
+      ok(r, `run -u nobody #${k}`);
+      assert.match(r.stdout, /^uid=65534\(nobody\) gid=65534\(nogroup\)/);
+      r = await docker(d, ['run', '--rm', '--network', 'none', '-u', 'user:nogroup', 'busybox', 'id']);
+      ok(r, `run -u user:nogroup #${k}`);
+      assert.match(r.stdout, /^uid=1000\(user\) gid=65534\(nogroup\)/);
+      r = await docker(d, ['run', '--rm', '--network', 'none', '-u', 'nosuchuser', 'busybox', 'id']);
+      assert.notEqual(r.code, 0, `run -u nosuchuser #${k}`);
+      assert.match(r.stderr, /unable to find user nosuchuser/);
+    }
+
     // Not made ahead: a container with a volume (its mounts are resolved at the start).
     r = await docker(d, ['create', '--network', 'none', '-v', `${dir}:/data`, 'busybox', 'cat', '/data/f.txt']);
     ok(r, 'create with a bind');
