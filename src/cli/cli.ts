@@ -6,6 +6,7 @@
 // Exit statuses are docker's: 125 for usage and engine errors before a container runs, the
 // container's own status for `run`, 126/127 when the command cannot be invoked / is not found,
 // 1 for other errors (which print "Error response from daemon: ..." like docker).
+import { fstatSync } from 'node:fs';
 import { parseFlags, formatFlagHelp, UsageError, type FlagDef } from './flags.ts';
 import { Ctx, StatusError, CancelledError, findCommand, type CliIO, type Command, type GlobalOptions, type InStream, type OutStream } from './command.ts';
 import { ConnectError, DEFAULT_HOST } from './api-client.ts';
@@ -223,6 +224,18 @@ export function processIO(): ProcessIO {
       return (stderr ??= process.stderr);
     },
     env: process.env,
+    // A pipe or a file is no terminal, and fstat tells (~0.1 ms) without making process.stdout,
+    // which for a pipe is ~1 ms: a run with no output never makes it.
+    stdoutIsTerminal() {
+      if (!stdout) {
+        try {
+          if (!fstatSync(1).isCharacterDevice()) return false;
+        } catch {
+          // fd 1 closed: Node's stdout then stands in
+        }
+      }
+      return this.stdout.isTTY === true;
+    },
     onSignal(signal, handler) {
       process.on(signal, handler);
       return () => process.off(signal, handler);

@@ -24,6 +24,8 @@ export interface CliIO {
   stdout: OutStream;
   stderr: OutStream;
   env: Record<string, string | undefined>;
+  /** Whether stdout is a terminal, found without making the stream where that is cheaper. */
+  stdoutIsTerminal?(): boolean;
   /** Register a handler for a process signal; returns the unregister function. */
   onSignal?(signal: NodeJS.Signals, handler: () => void): () => void;
 }

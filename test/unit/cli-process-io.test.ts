@@ -12,8 +12,11 @@ import { startFakeDaemon, sendJson, frame, type Recorded } from './cli-fake-daem
 
 const CID = 'c'.repeat(64);
 
-/** A daemon for `run`: the attach stream echoes what the container's stdin gets, then ends at start. */
-async function runDaemon() {
+/**
+ * A daemon for `run`: the attach stream echoes what the container's stdin gets (or, without
+ * `output`, says nothing), then ends at start.
+ */
+async function runDaemon(output = true) {
   let startedAt: (() => void) | undefined;
   const started = new Promise<void>((r) => (startedAt = r));
   return startFakeDaemon(
@@ -36,7 +39,7 @@ async function runDaemon() {
       let got = '';
       socket.on('data', (c: Buffer) => (got += c.toString()));
       const finish = () => {
-        socket.write(frame(1, `out ${stdin ? `stdin=${got}` : 'no stdin'}\n`));
+        if (output) socket.write(frame(1, `out ${stdin ? `stdin=${got}` : 'no stdin'}\n`));
         socket.end();
       };
       if (stdin) socket.once('end', finish);
@@ -45,21 +48,24 @@ async function runDaemon() {
   );
 }
 
-/** Runs bin/berth with a preloaded probe that counts reads of process.stdin. */
+/** Runs bin/berth with a preloaded probe that counts reads of process.stdin and process.stdout. */
 async function berthWithProbe(dir: string, host: string, args: string[], input = '') {
   const probe = join(dir, 'probe.cjs');
-  const out = join(dir, 'stdin-reads');
-  await writeFile(probe, `const d = Object.getOwnPropertyDescriptor(process, 'stdin');
-let n = 0;
-Object.defineProperty(process, 'stdin', { configurable: true, enumerable: d.enumerable, get() { n++; return d.get.call(process); } });
-process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, String(n)));
+  const out = join(dir, 'reads');
+  await writeFile(probe, `const n = { stdin: 0, stdout: 0 };
+for (const name of ['stdin', 'stdout']) {
+  const d = Object.getOwnPropertyDescriptor(process, name);
+  Object.defineProperty(process, name, { configurable: true, enumerable: d.enumerable, get() { n[name]++; return d.get.call(process); } });
+}
+process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(n)));
 `);
   const r = await run(BERTH, args, {
     input,
     env: { ...process.env, BERTH_HOST: host, XDG_CACHE_HOME: join(dir, 'cache'), NODE_OPTIONS: `--require ${probe}` },
     timeoutMs: 30_000,
   });
-  return { ...r, stdinReads: Number(await readFile(out, 'utf8')) };
+  const reads = JSON.parse(await readFile(out, 'utf8')) as { stdin: number; stdout: number };
+  return { ...r, stdinReads: reads.stdin, stdoutReads: reads.stdout };
 }
 
 test('berth run without -i never builds stdin; with -i stdin reaches the container', async () => {
@@ -75,6 +81,20 @@ test('berth run without -i never builds stdin; with -i stdin reaches the contain
     assert.equal(interactive.code, 0, interactive.stderr);
     assert.equal(interactive.stdout, 'out stdin=hello\n');
     assert.ok(interactive.stdinReads > 0);
+  } finally {
+    await d.close();
+  }
+});
+
+test('berth run with nothing to print never builds stdout when it is a pipe (~1 ms)', async () => {
+  await using dir = await tempDir();
+  const d = await runDaemon(false);
+  try {
+    const silent = await berthWithProbe(dir.path, d.host, ['run', '--rm', 'img', 'true']);
+    assert.equal(silent.code, 0, silent.stderr);
+    assert.equal(silent.stdout, '');
+    assert.equal(silent.stdoutReads, 0, 'process.stdout never read');
+    assert.equal(silent.stdinReads, 0);
   } finally {
     await d.close();
   }

@@ -28,9 +28,9 @@ export function startErrorStatus(message: string): number {
 }
 
 function createEnv(ctx: Ctx) {
-  const out = ctx.io.stdout;
+  const tty = ctx.io.stdoutIsTerminal ? ctx.io.stdoutIsTerminal() : isTerminal(ctx.io.stdout);
   return {
-    tty: isTerminal(out) ? { rows: out.rows ?? 0, columns: out.columns ?? 0 } : undefined,
+    tty: tty ? { rows: ctx.io.stdout.rows ?? 0, columns: ctx.io.stdout.columns ?? 0 } : undefined,
     cwd: process.cwd(),
     env: ctx.io.env,
   };
