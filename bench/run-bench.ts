@@ -2,6 +2,9 @@
 //
 //   1. `run --rm --network none <busybox> true`, interleaved, medians:
 //        berth CLI (bin/berth) against a fresh berthd
+//        the same against a berthd started with --no-prepare-ahead (what creating the runtime
+//        task right after the create gives)
+//        the docker CLI against the first berthd (the engine without the Node.js client's start)
 //        podman --runtime runc run --rm --network none
 //        bare `runc run` of a prepared bundle (the floor: no engine at all)
 //   2. time to start N detached containers (`run -d --network none busybox sleep`), berth and podman
@@ -63,6 +66,7 @@ const MiB = (b: number) => (b / 1024 / 1024).toFixed(2);
 
 const work = await mkdtemp(join(tmpdir(), 'berth-bench-'));
 const d = await startDaemon();
+const dNoAhead = await startDaemon({ args: ['--no-prepare-ahead'] });
 const env = { ...d.env, DOCKER_CONFIG: join(work, 'docker-config') };
 const podmanImage = 'localhost/berth-bench-busybox:latest';
 const podmanConf = join(work, 'containers.conf');
@@ -76,6 +80,7 @@ const results: Record<string, unknown> = {};
 try {
   // ---- images and the bare bundle
   await importBusybox(d);
+  await importBusybox(dNoAhead);
   const rootfs = join(bundle, 'rootfs');
   await busyboxRootfs(rootfs);
   await writeFile(join(work, 'busybox.tar'), await tarDirectory(rootfs));
@@ -90,6 +95,8 @@ try {
   await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
 
   const berthRun = () => timed(BERTH, ['run', '--rm', '--network', 'none', 'busybox', 'true'], env);
+  const envNoAhead = { ...dNoAhead.env, DOCKER_CONFIG: join(work, 'docker-config') };
+  const berthNoAheadRun = () => timed(BERTH, ['run', '--rm', '--network', 'none', 'busybox', 'true'], envNoAhead);
   // The same engine driven by the (Go) docker CLI: separates the client's start-up from berthd.
   const dockerRun = () => timed('docker', ['run', '--rm', '--network', 'none', 'busybox', 'true'], env);
   const podmanRun = () => timed('podman', ['--runtime', 'runc', 'run', '--rm', '--network', 'none', podmanImage, 'true'], penv);
@@ -99,19 +106,21 @@ try {
   // ---- 1. run --rm, interleaved
   for (let i = 0; i < 2; i++) {
     await berthRun();
+    await berthNoAheadRun();
     await dockerRun();
     await podmanRun();
     await runcRun();
   }
-  const t = { berth: [] as number[], docker: [] as number[], podman: [] as number[], runc: [] as number[] };
+  const t = { berth: [] as number[], noAhead: [] as number[], docker: [] as number[], podman: [] as number[], runc: [] as number[] };
   for (let i = 0; i < RUNS; i++) {
     t.berth.push(await berthRun());
+    t.noAhead.push(await berthNoAheadRun());
     t.docker.push(await dockerRun());
     t.podman.push(await podmanRun());
     t.runc.push(await runcRun());
   }
   const mb = median(t.berth), md = median(t.docker), mp = median(t.podman), mr = median(t.runc);
-  results.run = { runs: RUNS, berth: { median: mb, p90: pct(t.berth, 0.9) }, docker: { median: md, p90: pct(t.docker, 0.9) }, podman: { median: mp, p90: pct(t.podman, 0.9) }, runc: { median: mr, p90: pct(t.runc, 0.9) }, berthVsPodman: mb / mp, berthVsRunc: mb / mr, engineVsPodman: md / mp };
+  results.run = { runs: RUNS, berth: { median: mb, p90: pct(t.berth, 0.9) }, noAhead: { median: median(t.noAhead), p90: pct(t.noAhead, 0.9) }, docker: { median: md, p90: pct(t.docker, 0.9) }, podman: { median: mp, p90: pct(t.podman, 0.9) }, runc: { median: mr, p90: pct(t.runc, 0.9) }, berthVsPodman: mb / mp, berthVsRunc: mb / mr, engineVsPodman: md / mp };
   console.log(`run --rm true (${RUNS} interleaved runs): berth ${mb.toFixed(0)} ms, docker CLI->berthd ${md.toFixed(0)} ms, podman ${mp.toFixed(0)} ms, bare runc ${mr.toFixed(0)} ms; berth/podman ${(mb / mp).toFixed(2)}, berth/runc ${(mb / mr).toFixed(2)}`);
 
   // ---- 2. N detached containers
@@ -154,6 +163,7 @@ try {
 } finally {
   await run('podman', ['rmi', '-f', podmanImage], { env: penv });
   await d.cleanup();
+  await dNoAhead.cleanup();
   for (const c of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
     await run('sh', ['-c', `rmdir /sys/fs/cgroup/${c}/berth-bench/* /sys/fs/cgroup/${c}/berth-bench 2>/dev/null; true`]);
   }
@@ -161,7 +171,7 @@ try {
 }
 
 const R = results as {
-  run: { runs: number; berth: { median: number; p90: number }; docker: { median: number; p90: number }; podman: { median: number; p90: number }; runc: { median: number; p90: number }; berthVsPodman: number; berthVsRunc: number; engineVsPodman: number };
+  run: { runs: number; berth: { median: number; p90: number }; noAhead: { median: number; p90: number }; docker: { median: number; p90: number }; podman: { median: number; p90: number }; runc: { median: number; p90: number }; berthVsPodman: number; berthVsRunc: number; engineVsPodman: number };
   detached: { count: number; berthSeconds: number; podmanSeconds: number };
   memory: { perContainerBerth: number; perContainerPodman: number; berthdRssGrowth: number; berthConmonPss: number; berthContainers: number; podmanConmonPss: number; podmanContainers: number };
 };
@@ -179,6 +189,7 @@ Command: \`node_modules/node/bin/node bench/run-bench.ts --runs ${R.run.runs} --
 | | median | p90 |
 |---|---|---|
 | berth CLI → berthd | ${R.run.berth.median.toFixed(0)} ms | ${R.run.berth.p90.toFixed(0)} ms |
+| berth CLI → berthd --no-prepare-ahead (task made at the start, not right after the create) | ${R.run.noAhead.median.toFixed(0)} ms | ${R.run.noAhead.p90.toFixed(0)} ms |
 | docker CLI → berthd (engine without the Node client's start-up) | ${R.run.docker.median.toFixed(0)} ms | ${R.run.docker.p90.toFixed(0)} ms |
 | podman --runtime runc | ${R.run.podman.median.toFixed(0)} ms | ${R.run.podman.p90.toFixed(0)} ms |
 | bare \`runc run\` of a prepared bundle (floor) | ${R.run.runc.median.toFixed(0)} ms | ${R.run.runc.p90.toFixed(0)} ms |
