@@ -11,9 +11,10 @@
 //
 // With --baseline DIR, DIR/bin/berth (another checkout with its bundle built, e.g. an older
 // commit's tree) is timed in the same rounds as "baseline": before/after figures under the same
-// load.
+// load. --output pipe gives the commands a pipe for stdout (hyperfine's default is /dev/null), as
+// bench/run-bench.ts does; stdin is /dev/null either way.
 //
-// Usage: node bench/cli-bench.ts [--runs 40] [--rounds 1] [--baseline DIR] [--json out.json]
+// Usage: node bench/cli-bench.ts [--runs 40] [--rounds 1] [--baseline DIR] [--output null|pipe] [--json out.json]
 import { createServer, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -28,11 +29,13 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     json: { type: 'string' },
     baseline: { type: 'string' },
+    output: { type: 'string', default: 'null' },
   },
 });
 const RUNS = Number(values.runs);
 const ROUNDS = Number(values.rounds);
 const DOCKER = '/usr/local/bin/docker';
+if (values.output !== 'null' && values.output !== 'pipe') throw new Error('--output: null or pipe');
 
 /**
  * A daemon that answers `run --rm` at once: _ping, create, attach (101, then closed when the
@@ -128,7 +131,7 @@ try {
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
   for (let round = 0; round < ROUNDS; round++) {
     const out = join(work, `round${round}.json`);
-    const args = ['-N', '-w', '5', '-r', String(RUNS), '--export-json', out, '--style', 'none'];
+    const args = ['-N', '-w', '5', '-r', String(RUNS), `--output=${values.output}`, '--export-json', out, '--style', 'none'];
     for (const [name, cmd] of Object.entries(commands)) args.push('-n', name, cmd);
     const r = await run('hyperfine', args, { env, timeoutMs: 600_000 });
     if (r.code !== 0) throw new Error(`hyperfine: exit ${r.code}: ${r.stderr}`);
@@ -144,7 +147,7 @@ try {
     berthOverNode: Number((med.berth! / med.node!).toFixed(2)),
     ...(med.baseline ? { baselineOverDocker: Number((med.baseline / med.docker!).toFixed(2)), berthOverBaseline: Number((med.berth! / med.baseline).toFixed(2)) } : {}),
   };
-  console.log(`run --rm --network none busybox true against an instant fake daemon (${summary.runs} runs each, medians):`);
+  console.log(`run --rm --network none busybox true against an instant fake daemon (${summary.runs} runs each, stdout to ${values.output === 'pipe' ? 'a pipe' : '/dev/null'}, medians):`);
   for (const [k, v] of Object.entries(summary.medianMs)) console.log(`  ${k.padEnd(7)} ${v.toFixed(1).padStart(6)} ms`);
   console.log(`  berth/docker ${summary.berthOverDocker}x   berth - node -e 0: ${(med.berth! - med.node!).toFixed(1)} ms`);
   if (summary.berthOverBaseline !== undefined) console.log(`  baseline/docker ${summary.baselineOverDocker}x   berth/baseline ${summary.berthOverBaseline}x`);
