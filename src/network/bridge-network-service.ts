@@ -1017,6 +1017,9 @@ export class BridgeNetworkService implements NetworkService {
   }
 
   async forget(containerId: string, opts: { background?: boolean } = {}): Promise<void> {
+    // Nothing of it here (--network none or host, never connected): nothing to wait for. The
+    // maps mirror the files (loaded at start, written with every change).
+    if (!this.#configs.has(containerId) && !this.#sandboxes.has(containerId) && !this.#tearingDown.has(containerId)) return;
     const t = this.#startTearDown(containerId);
     await (opts.background ? t.fast : t.full);
     this.#configs.delete(containerId);
