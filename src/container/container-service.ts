@@ -45,7 +45,7 @@ import { Cgroups } from '../runtime/cgroups.ts';
 import { Mounter } from '../runtime/mounter.ts';
 import { Spawner } from '../runtime/spawner.ts';
 import { OciRuntime, resolveBinary } from '../runtime/oci-runtime.ts';
-import { attachConmon, procStartTime, readExitFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream, type WaitingConmon } from '../runtime/conmon.ts';
+import { attachConmon, procStartTime, readExitFile, readPidFile, sameProcess, resizeTty, reopenLog, spawnConmon, type AttachStream, type WaitingConmon } from '../runtime/conmon.ts';
 import { ContainerStore, emptyState, type ContainerRecord, type ContainerStatus } from './container-store.ts';
 import { ContainerPaths } from './paths.ts';
 import { EventBus } from './event-bus.ts';
@@ -447,8 +447,12 @@ export class ContainerService {
     // undone, so the container is 'created' (or 'exited') as recorded and can start again.
     if (existsSync(join(this.paths.runtimeRoot(rec.runtime), rec.id))) {
       this.#d.log.info({ container: rec.id }, 'undoing a start that a crash interrupted');
+      const conmonPid = await readPidFile(join(this.paths.bundle(rec.id), 'conmon.pid')).catch(() => 0);
+      const conmonStart = conmonPid ? await procStartTime(conmonPid) : undefined;
       await this.#teardownFiles(rec.id, rec.runtime, rec.cgroupParent);
       await this.#d.networks()?.tearDown(rec.id).catch(() => {});
+      // Its conmon writes an exit file when the killed init goes: wait for it (as #dropTask).
+      await this.#conmonGone(rec.id, conmonPid, conmonStart);
     }
     if (s === 'restarting') {
       rec.state.status = 'exited';
@@ -645,6 +649,7 @@ export class ContainerService {
       Object.keys(rec.config.Volumes ?? {}).length === 0 && !hc.Devices?.length && hc.Privileged !== true;
     if (!eligible) return;
     const entry = {} as AheadTask;
+    this.#ahead.set(rec.id, entry);
     entry.done = this.#locked(rec.id, async () => {
       if (this.#ahead.get(rec.id) !== entry || rec.state.status !== 'created' || this.#closed) return undefined;
       try {
@@ -662,7 +667,6 @@ export class ContainerService {
     }, { keepAhead: true });
     entry.timer = setTimeout(() => void this.#locked(rec.id, async () => {}).catch(() => {}), this.#d.config.prepareAheadTtlMs ?? AHEAD_TTL_MS);
     entry.timer.unref();
-    this.#ahead.set(rec.id, entry);
   }
 
   /** The task created ahead for this start, if there is one and its init still waits. */
@@ -691,10 +695,17 @@ export class ContainerService {
 
   async #dropTask(rec: ContainerRecord, task: CreatedTask): Promise<void> {
     await this.#undoTask(rec, task.networked);
-    // conmon writes an exit file when the killed init goes: wait for it, so that file cannot
-    // land after a later start cleared the way and be taken for that run's exit.
-    for (let i = 0; i < 200 && (await sameProcess(task.conmonPid, task.conmonStart)); i++) await new Promise((r) => setTimeout(r, 10));
-    await unlink(join(this.paths.exitDir, rec.id)).catch(() => {});
+    await this.#conmonGone(rec.id, task.conmonPid, task.conmonStart);
+  }
+
+  /**
+   * Wait (up to 2 s) for the conmon of a task that was undone to exit, then remove the exit file
+   * it wrote when the killed init went: that file must not land after a later start cleared
+   * the way and be taken for that run's exit.
+   */
+  async #conmonGone(id: string, conmonPid: number, conmonStart: string | undefined): Promise<void> {
+    for (let i = 0; i < 200 && (await sameProcess(conmonPid, conmonStart)); i++) await new Promise((r) => setTimeout(r, 10));
+    await unlink(join(this.paths.exitDir, id)).catch(() => {});
   }
 
   async #mountRootfs(rec: ContainerRecord): Promise<string> {
