@@ -519,7 +519,10 @@ export function request(target: Http1Target, req: Http1Request): Promise<Http1Re
       }
       complete();
     };
-    const onClose = () => fail(hangUp());
+    // (Every connection closes, after a complete response too: the error is made only if it is news.)
+    const onClose = () => {
+      if (!finished) fail(hangUp());
+    };
 
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('data', onData).on('end', onEnd).on('error', fail).on('close', onClose);
