@@ -198,26 +198,28 @@ berth / podman = **${R.run.berthVsPodman.toFixed(2)}** (required ≤ 0.6, goal �
 docker CLI → berthd / podman = ${R.run.engineVsPodman.toFixed(2)}.
 
 Where the time goes (\`BERTH_TRACE=1\` makes berthd log each request and each step of a start;
-measured 2026-11-22, session 3):
+perf timelines of exec/exit/write events; measured 2026-11-22, session 4):
 
-- Engine (the docker CLI row less the Go client's ~20 ms): \`runc create\` of berth's config
-  takes ~45-50 ms on its own, of which ~10-15 ms is compiling the Docker-equivalent seccomp
-  profile for three architectures, ~6 ms the cgroup v1 mount at /sys/fs/cgroup and ~3.5 ms the
-  masked and read-only paths (all Docker's defaults; podman pays the same). conmon adds ~4 ms;
-  it is spawned first and waits on its start pipe while the rootfs mounts and config.json is
-  written. The rest is ~15 ms: create ~3-4 ms (the snapshot's fsyncs), the start outside conmon
-  ~5 ms (rootfs mount through one long-lived helper, spec, the exec fifo read as a pipe), the
-  exit and the removal ~2 ms (a --rm container's cgroup and runtime state go after the
-  'removed' answer); records are written behind the answers, in order.
-- Client (the gap between the first two rows): \`bench/cli-bench.ts\` times both CLIs against an
-  instant fake daemon: berth ~45 ms, docker ~20 ms, a bare \`node -e 0\` 24-35 ms on this
-  machine. On top of Node's own start the berth CLI spends ~15-20 ms: loading \`net\` and streams
-  (~3 ms), the bundle (~3 ms, compiled from a V8 code cache made after a run, see
-  bin/cli-cache.cjs), the bundle's freshness check (~1.5 ms), five requests over \`node:net\` and
-  the exit. Tried and not adopted: a V8 startup snapshot of the bundle (slower here: it
-  deserializes a 7 MB heap), \`--no-lazy\` (slower), skipping \`_ping\` (under 1 ms).
-- So a Node.js client cannot come below the engine plus \`node -e 0\`: with podman at ~170 ms on
-  a quiet machine, 0.6x (~103 ms) is below that floor; under load podman slows more than berth.
+- \`runc create\` of berth's Docker-equivalent config is ~40-50 ms of every run, the largest
+  part. Timed alone (\`runc run\` of the same bundle): 49.5 ms with the seccomp profile for
+  three architectures, 38-43 ms for x86-64 only, 35 ms without seccomp; podman's own profile
+  (434 names) takes 57 ms. The seccomp profile, cgroup mount and masked paths are Docker's
+  defaults and stay.
+- berthd makes the runtime's task right after the create (\`runc create\` through conmon: the
+  OCI 'created' state, as CRI-O and \`podman init\` use it; the record stays 'created', no user
+  code runs before the start, anything else done to the container undoes it first). The start,
+  a few ms later, only opens the exec fifo: the second row shows what that gives.
+- Around it: create ~3-5 ms (the snapshot's fsyncs), ~2-3 ms before conmon is let go (the
+  overlay mount syscall alone is ~1 ms; the spec is written meanwhile, the user databases of
+  a fresh container come from its image as read once), ~1 ms from conmon's report to the fifo,
+  ~1 ms from conmon's exit file to the 'removed' answer. The container's own exit costs
+  2-4 ms in the kernel (its namespaces are torn down before conmon learns of it).
+- Small files on these paths are read and written synchronously: libuv's pool (4 threads by
+  default, 16 in berthd) queued them behind record and snapshot fsyncs, several ms under load.
+- Client: \`bench/cli-bench.ts\` (see "CLI start-up") times the CLIs against an instant fake
+  daemon. A bare \`node -e 0\` is 24-35 ms here, the docker CLI's whole run ~25 ms.
+- Podman's own time moves between ~170 and ~220 ms with the machine's load, and the ratio
+  with it: the runs are interleaved so each ratio compares like with like.
 
 ${R.detached.count} detached containers started one after another (\`run -d --network none busybox sleep 3600\`):
 berth ${R.detached.berthSeconds.toFixed(1)} s, podman ${R.detached.podmanSeconds.toFixed(1)} s.
