@@ -14,7 +14,14 @@
 // load. --output pipe gives the commands a pipe for stdout (hyperfine's default is /dev/null), as
 // bench/run-bench.ts does; stdin is /dev/null either way.
 //
-// Usage: node bench/cli-bench.ts [--runs 40] [--rounds 1] [--baseline DIR] [--output null|pipe] [--json out.json]
+// --alternate times without hyperfine: the commands run one after the other, one run each, for
+// rounds x runs turns (the order rotating), each with a code cache directory of its own, timed
+// from spawn to exit here (which adds the same ~1 ms of spawning to every command). Load from
+// other work then falls on all commands alike, run by run; hyperfine's blocks of one command can
+// catch a burst of it alone.
+//
+// Usage: node bench/cli-bench.ts [--runs 40] [--rounds 1] [--baseline DIR] [--output null|pipe] [--alternate] [--json out.json]
+import { spawn } from 'node:child_process';
 import { createServer, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -30,6 +37,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
     baseline: { type: 'string' },
     output: { type: 'string', default: 'null' },
+    alternate: { type: 'boolean', default: false },
   },
 });
 const RUNS = Number(values.runs);
@@ -129,7 +137,28 @@ try {
     if (r.code !== 0) throw new Error(`${name}: exit ${r.code}: ${r.stderr}`);
   }
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
-  for (let round = 0; round < ROUNDS; round++) {
+  /** One run of a command, spawn to exit, stdin and stderr /dev/null, stdout as --output says. */
+  const timeOnce = async (name: string): Promise<number> => {
+    const [file, ...args] = commands[name]!.split(' ');
+    const t = performance.now();
+    const child = spawn(file!, args, { env: { ...env, XDG_CACHE_HOME: join(work, `cache-${name}`) }, stdio: ['ignore', values.output === 'pipe' ? 'pipe' : 'ignore', 'ignore'] });
+    child.stdout?.resume();
+    const code = await new Promise<number | null>((resolve, reject) => child.once('error', reject).once('close', resolve));
+    const ms = performance.now() - t;
+    if (code !== 0) throw new Error(`${name}: exit ${code}`);
+    return ms;
+  };
+  const names = Object.keys(commands);
+  if (values.alternate) {
+    for (const name of names) for (let i = 0; i < 5; i++) await timeOnce(name);
+    for (let turn = 0; turn < RUNS * ROUNDS; turn++) {
+      for (let j = 0; j < names.length; j++) {
+        const name = names[(turn + j) % names.length]!;
+        times[name]!.push(await timeOnce(name));
+      }
+    }
+  }
+  for (let round = 0; round < (values.alternate ? 0 : ROUNDS); round++) {
     const out = join(work, `round${round}.json`);
     const args = ['-N', '-w', '5', '-r', String(RUNS), `--output=${values.output}`, '--export-json', out, '--style', 'none'];
     for (const [name, cmd] of Object.entries(commands)) args.push('-n', name, cmd);
@@ -147,7 +176,7 @@ try {
     berthOverNode: Number((med.berth! / med.node!).toFixed(2)),
     ...(med.baseline ? { baselineOverDocker: Number((med.baseline / med.docker!).toFixed(2)), berthOverBaseline: Number((med.berth! / med.baseline).toFixed(2)) } : {}),
   };
-  console.log(`run --rm --network none busybox true against an instant fake daemon (${summary.runs} runs each, stdout to ${values.output === 'pipe' ? 'a pipe' : '/dev/null'}, medians):`);
+  console.log(`run --rm --network none busybox true against an instant fake daemon (${summary.runs} runs each${values.alternate ? ', alternating' : ''}, stdout to ${values.output === 'pipe' ? 'a pipe' : '/dev/null'}, medians):`);
   for (const [k, v] of Object.entries(summary.medianMs)) console.log(`  ${k.padEnd(7)} ${v.toFixed(1).padStart(6)} ms`);
   console.log(`  berth/docker ${summary.berthOverDocker}x   berth - node -e 0: ${(med.berth! - med.node!).toFixed(1)} ms`);
   if (summary.berthOverBaseline !== undefined) console.log(`  baseline/docker ${summary.baselineOverDocker}x   berth/baseline ${summary.berthOverBaseline}x`);
