@@ -81,6 +81,7 @@ test('the bundle has no dynamic import() (bin/berth.cjs compiles it through vm.S
   const text = await readFile(join(REPO_ROOT, 'dist', 'cli', 'berth.cjs'), 'utf8');
   assert.ok(text.length > 100_000, 'the whole CLI');
   assert.doesNotMatch(text, /(^|[^\w$.])import\(/m);
+  assert.doesNotMatch(text, /[^\x00-\x7f]/, 'ASCII: bin/berth.cjs reads it as Latin-1');
 });
 
 test('CLI code cache: written after a run, reused, updated for a new command, never from a directory others can write', async () => {

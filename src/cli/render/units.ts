@@ -95,8 +95,7 @@ export function parseRamSize(s: string): number {
 /** Go duration strings ("1m30s", "500ms", "10s") to nanoseconds. */
 export function parseGoDuration(s: string): number {
   if (s === '0') return 0;
-  // (\u00b5: the CLI bundle is kept ASCII, see scripts/build-cli.mjs.)
-  const re = /(\d+(?:\.\d+)?)(ns|us|\u00b5s|ms|s|m|h)/gy;
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
   const unit: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
   let total = 0;
   let matched = 0;
