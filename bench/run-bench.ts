@@ -1,7 +1,8 @@
 // Benchmark for issue 3 (run containers), as root:
 //
 //   1. `run --rm --network none <busybox> true`, interleaved, medians:
-//        berth CLI (bin/berth) against a fresh berthd
+//        berth CLI (as /usr/local/bin/berth runs it: node, bin/berth's flags, bin/berth.cjs)
+//        against a fresh berthd
 //        the same against a berthd started with --no-prepare-ahead (what creating the runtime
 //        task right after the create gives)
 //        the docker CLI against the first berthd (the engine without the Node.js client's start)
@@ -14,7 +15,7 @@
 // Usage: node bench/run-bench.ts [--runs 15] [--detached 50] [--write-readme]
 import { parseArgs } from 'node:util';
 import { mkdtemp, writeFile, readFile, rm, readdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, importBusybox, busyboxRootfs, tarDirectory, run, BERTH, REPO_ROOT } from '../test/helpers/fixtures.ts';
@@ -33,6 +34,14 @@ if (process.getuid?.() !== 0) {
   const b = await run(process.execPath, [join(REPO_ROOT, 'scripts', 'build-cli.mjs')]);
   if (b.code !== 0) throw new Error(`scripts/build-cli.mjs failed: ${b.stderr}`);
 }
+
+// As /usr/local/bin/berth runs it (scripts/setup's generated #! wrapper): Node directly, with the
+// flags of bin/berth's exec line, no shell in front.
+const BERTH_CMD: string[] = (() => {
+  const m = /^exec "\$ROOT\/node_modules\/node\/bin\/node" (.*?) *"\$ROOT\/bin\/berth\.cjs" "\$@"$/m.exec(readFileSync(BERTH, 'utf8'));
+  if (!m) throw new Error('bin/berth has no exec line to copy');
+  return [join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node'), ...m[1]!.split(' ').filter(Boolean), join(REPO_ROOT, 'bin', 'berth.cjs')];
+})();
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -94,9 +103,9 @@ try {
   spec.linux.cgroupsPath = '/berth-bench/runc';
   await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
 
-  const berthRun = () => timed(BERTH, ['run', '--rm', '--network', 'none', 'busybox', 'true'], env);
+  const berthRun = () => timed(BERTH_CMD[0]!, [...BERTH_CMD.slice(1), 'run', '--rm', '--network', 'none', 'busybox', 'true'], env);
   const envNoAhead = { ...dNoAhead.env, DOCKER_CONFIG: join(work, 'docker-config') };
-  const berthNoAheadRun = () => timed(BERTH, ['run', '--rm', '--network', 'none', 'busybox', 'true'], envNoAhead);
+  const berthNoAheadRun = () => timed(BERTH_CMD[0]!, [...BERTH_CMD.slice(1), 'run', '--rm', '--network', 'none', 'busybox', 'true'], envNoAhead);
   // The same engine driven by the (Go) docker CLI: separates the client's start-up from berthd.
   const dockerRun = () => timed('docker', ['run', '--rm', '--network', 'none', 'busybox', 'true'], env);
   const podmanRun = () => timed('podman', ['--runtime', 'runc', 'run', '--rm', '--network', 'none', podmanImage, 'true'], penv);
