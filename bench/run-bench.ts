@@ -135,7 +135,7 @@ try {
   // ---- 2. N detached containers
   const rssBefore = await rss(d.pid);
   const tb0 = performance.now();
-  for (let i = 0; i < DETACHED; i++) await timed(BERTH, ['run', '-d', '--network', 'none', 'busybox', 'sleep', '3600'], env);
+  for (let i = 0; i < DETACHED; i++) await timed(BERTH_CMD[0]!, [...BERTH_CMD.slice(1), 'run', '-d', '--network', 'none', 'busybox', 'sleep', '3600'], env);
   const tBerth = performance.now() - tb0;
   const tp0 = performance.now();
   for (let i = 0; i < DETACHED; i++) await timed('podman', ['--runtime', 'runc', 'run', '-d', '--network', 'none', '--label', 'berth-bench=1', podmanImage, 'sleep', '3600'], penv);
