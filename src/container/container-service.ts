@@ -583,12 +583,15 @@ export class ContainerService {
       // like a container ID with no record, which sweepOrphans() removes at the next start.
       const snap = this.#d.snapshotter();
       if (!snap) throw internal('no snapshotter');
-      await snap.prepare(id, rec.imageTopChainId as never);
+      // The snapshot's fsyncs go on in the background, and the record is written once they are
+      // done: the create answers without waiting for either.
+      await snap.prepare(id, rec.imageTopChainId as never, { syncLater: true });
       tr('snapshot');
       rec.state.status = 'created';
-      // Written behind the answer, in order with the record's later writes: a crash before it
-      // lands leaves a snapshot without a record, which sweepOrphans() removes at the next start.
-      this.#save(rec).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'saving the created container failed'));
+      // Written behind the answer, after the snapshot is on disk and in order with the record's
+      // later writes: a crash before it lands leaves a snapshot without a record (removed by
+      // sweepOrphans() at the next start) or none.
+      this.store.save(rec, { after: snap.durable?.(id) }).catch((err: unknown) => this.#d.log.warn({ container: id, err: errorMessage(err) }, 'saving the created container failed'));
       tr('done');
     } catch (err) {
       await this.#d.snapshotter()?.remove(id).catch(() => {});

@@ -146,17 +146,20 @@ export class ContainerStore {
   }
 
   /**
-   * Atomic write (tmp + rename); fsynced unless `sync: false` (crash markers). The record is
+   * Atomic write (tmp + rename); fsynced unless `sync: false` (crash markers); not before
+   * `after` settles. The record is
    * serialised now; the writes of one record land in the order they were asked for, so a caller
    * may leave a write in flight (the start path answers before its 'running' record is on disk)
    * without an earlier state overwriting a later one. deleteFiles waits for them.
    */
-  save(rec: ContainerRecord, opts: { sync?: boolean } = {}): Promise<void> {
+  save(rec: ContainerRecord, opts: { sync?: boolean; after?: Promise<unknown> } = {}): Promise<void> {
     this.#byId.set(rec.id, rec);
     this.#byName.set(rec.name, rec.id);
     const json = JSON.stringify(rec, null, 2) + '\n';
     const p = this.paths.record(rec.id);
     const write = async (): Promise<void> => {
+      // `after`: what must be on disk before the record may be (the container's snapshot).
+      await opts.after?.catch(() => {});
       if (opts.sync !== false) return writeFileAtomic(p, json);
       await mkdir(dirname(p), { recursive: true, mode: 0o700 });
       const tmp = `${p}.${randomBytes(4).toString('hex')}.tmp`;

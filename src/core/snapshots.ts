@@ -50,8 +50,15 @@ export interface Snapshotter {
   unpack(chainId: Digest, parent: Digest | undefined, tar: Readable, opts?: UnpackOptions): Promise<SnapshotInfo>;
   /** A hint that up to `n` unpacks follow (a pull has begun): get ready for them (start workers). */
   expectUnpacks?(n: number): void;
-  /** Create a writable snapshot `key` over committed `parent` (undefined: empty root). */
-  prepare(key: string, parent: Digest | undefined): Promise<Mount[]>;
+  /**
+   * Create a writable snapshot `key` over committed `parent` (undefined: empty root), on disk
+   * (fsynced) when the promise resolves. With `syncLater` it resolves as soon as the snapshot
+   * can be mounted and the fsyncs finish in the background: `durable(key)` resolves then (a
+   * crash before leaves no snapshot, or one that the next load discards).
+   */
+  prepare(key: string, parent: Digest | undefined, opts?: { syncLater?: boolean }): Promise<Mount[]>;
+  /** Resolves once active snapshot `key` is on disk (see prepare's `syncLater`). */
+  durable?(key: string): Promise<void>;
   /** Mounts for an existing active snapshot. */
   mounts(key: string): Promise<Mount[]>;
   /** The directory holding an active snapshot's changes (overlay upperdir). */

@@ -275,7 +275,14 @@ export class OverlaySnapshotter implements Snapshotter {
     return committedInfo(meta);
   }
 
-  async prepare(key: string, parent: Digest | undefined): Promise<Mount[]> {
+  /** Active snapshots prepared with `syncLater` whose fsyncs are still in flight. */
+  #syncing = new Map<string, Promise<void>>();
+
+  durable(key: string): Promise<void> {
+    return this.#syncing.get(key) ?? Promise.resolve();
+  }
+
+  async prepare(key: string, parent: Digest | undefined, opts: { syncLater?: boolean } = {}): Promise<Mount[]> {
     validateKey(key);
     if (parent !== undefined) parseDigest(parent);
     return this.#locked(key, async () => {
@@ -293,15 +300,28 @@ export class OverlaySnapshotter implements Snapshotter {
         mkdirSync(SnapshotPaths.work(tmp), { mode: 0o700 });
         // The merged root takes the upper root's attributes: start from the image's.
         if (parent) copyRootAttrsSync(SnapshotPaths.fs(this.#paths.committed(parent)), fs);
-        const fd = openSync(SnapshotPaths.meta(tmp), 'wx', 0o600);
+        const metaPath = SnapshotPaths.meta(tmp);
+        const fd = openSync(metaPath, 'wx', 0o600);
         try {
           writeFileSync(fd, JSON.stringify(meta, null, 2) + '\n');
-          await fsyncOpen(fd);
+          if (!opts.syncLater) await fsyncOpen(fd);
         } finally {
           closeSync(fd);
         }
         renameSync(tmp, this.#paths.active(key));
-        await Promise.all([fsyncPath(this.#paths.active(key)), fsyncPath(this.#paths.activeDir)]);
+        const active = this.#paths.active(key);
+        if (opts.syncLater) {
+          // The three fsyncs at once: until all are done a crash may leave the directory with a
+          // torn meta.json, which load() discards (nothing refers to it before durable()).
+          const synced = Promise.all([fsyncPath(SnapshotPaths.meta(active)), fsyncPath(active), fsyncPath(this.#paths.activeDir)]).then(() => {});
+          const tracked = synced.finally(() => {
+            if (this.#syncing.get(key) === tracked) this.#syncing.delete(key);
+          });
+          tracked.catch(() => {});
+          this.#syncing.set(key, tracked);
+        } else {
+          await Promise.all([fsyncPath(active), fsyncPath(this.#paths.activeDir)]);
+        }
         this.#active.set(key, meta);
       } catch (err) {
         await rm(tmp, { recursive: true, force: true });
@@ -338,6 +358,7 @@ export class OverlaySnapshotter implements Snapshotter {
     return this.#locked(key, async () => {
       const meta = this.#active.get(key);
       if (!meta) throw notFound(`snapshot ${key} not found`);
+      await this.#syncing.get(key)?.catch(() => {});
       const dir = this.#paths.active(key);
       if (await isMountedUpper(SnapshotPaths.fs(dir))) throw failedPrecondition(`snapshot ${key} is mounted`);
       const existing = this.#committed.get(chainId);
@@ -376,6 +397,7 @@ export class OverlaySnapshotter implements Snapshotter {
       }
       const meta = this.#active.get(nameOrChainId);
       if (!meta) throw notFound(`snapshot ${nameOrChainId} not found`);
+      await this.#syncing.get(nameOrChainId)?.catch(() => {});
       const dir = this.#paths.active(nameOrChainId);
       if (await isMountedUpper(SnapshotPaths.fs(dir))) throw failedPrecondition(`snapshot ${nameOrChainId} is mounted`);
       this.#active.delete(nameOrChainId);

@@ -202,6 +202,32 @@ test('store: writes left in flight land in order, and deleteFiles waits for them
   }
 });
 
+test('store: a write waits for `after` (the snapshot on disk), and later writes wait behind it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-store-'));
+  try {
+    const s = new ContainerStore(new ContainerPaths(dir, dir));
+    const a = record({ id: 'c2'.repeat(32), name: '/after' });
+    const path = new ContainerPaths(dir, dir).record(a.id);
+    let open!: () => void;
+    const durable = new Promise<void>((r) => (open = r));
+    a.state = { ...a.state, status: 'created' };
+    const first = s.save(a, { after: durable });
+    a.state = { ...a.state, status: 'running' };
+    const second = s.save(a);
+    await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects(readFile(path, 'utf8'), (e: any) => e.code === 'ENOENT', 'nothing written before `after`');
+    open();
+    await Promise.all([first, second]);
+    assert.equal(JSON.parse(await readFile(path, 'utf8')).state.status, 'running');
+    // A failed `after` does not stop the record.
+    const b = record({ id: 'c3'.repeat(32), name: '/after2' });
+    await s.save(b, { after: Promise.reject(new Error('fsync failed')) });
+    assert.equal(JSON.parse(await readFile(new ContainerPaths(dir, dir).record(b.id), 'utf8')).name, '/after2');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('health probe commands and signals', () => {
   assert.deepEqual(probeCommand(['CMD-SHELL', 'curl -f x']), ['/bin/sh', '-c', 'curl -f x']);
   assert.deepEqual(probeCommand(['CMD', 'true']), ['true']);

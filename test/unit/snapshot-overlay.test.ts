@@ -77,6 +77,27 @@ test('prepare mounts lowerdir=top:...:bottom through short links; no parent give
   await assert.rejects(snap.prepare('../evil', undefined), (e: unknown) => isKind(e, 'InvalidArgument'));
 });
 
+test('prepare with syncLater: mountable at once, durable() once the fsyncs are done; remove waits for them', async () => {
+  await unpack3();
+  const [m] = await snap.prepare('later', ids[2], { syncLater: true });
+  assert.ok(m);
+  // Usable right away: its directories exist and it is listed and mountable.
+  assert.deepEqual(await snap.mounts('later'), [m]);
+  assert.ok(existsSync(snap.upperDir('later')));
+  await snap.durable('later');
+  const meta = JSON.parse(await readFile(join(root, 'active', 'later', 'meta.json'), 'utf8'));
+  assert.equal(meta.key, 'later');
+  assert.equal(meta.parent, ids[2]);
+  // A remove right after a prepare (fsyncs in flight) leaves nothing behind.
+  await snap.prepare('gone', ids[2], { syncLater: true });
+  await snap.remove('gone');
+  await snap.durable('gone');
+  assert.equal(existsSync(join(root, 'active', 'gone')), false);
+  // Nothing in flight: durable() of a snapshot prepared without syncLater resolves too.
+  await snap.prepare('now', ids[2]);
+  await snap.durable('now');
+});
+
 test('mount options for 100 layers stay under the 4096-byte page', async () => {
   const diff = Array.from({ length: 100 }, (_, i) => sha256(`layer ${i}`));
   const chain = chainIds(diff);
