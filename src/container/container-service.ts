@@ -28,7 +28,7 @@ import type { Readable } from 'node:stream';
 import { notFound, invalidArgument, failedPrecondition, internal, errorMessage, isKind, BerthError } from '../core/errors.ts';
 import type { ImageService, ResolvedImage } from '../core/images.ts';
 import type { ContainerConfig } from '../core/oci.ts';
-import type { Snapshotter } from '../core/snapshots.ts';
+import type { Mount, Snapshotter } from '../core/snapshots.ts';
 import type { NetworkService, Sandbox } from '../core/networks.ts';
 import type { VolumeService, MountPoint } from '../core/volumes.ts';
 import type { Host } from '../host/host.ts';
@@ -711,13 +711,14 @@ export class ContainerService {
     await unlink(join(this.paths.exitDir, id)).catch(() => {});
   }
 
-  async #mountRootfs(rec: ContainerRecord): Promise<string> {
+  /** Mount the container's snapshot at bundle/rootfs (`known`: its mounts, when the caller has them). */
+  async #mountRootfs(rec: ContainerRecord, known?: Mount[]): Promise<string> {
     const target = this.paths.rootfs(rec.id);
     mkdirSync(target, { recursive: true, mode: 0o755 });
     if (isMountPoint(target)) return target;
     const snap = this.#d.snapshotter();
     if (!snap) throw internal('no snapshotter');
-    const mounts = await snap.mounts(rec.id);
+    const mounts = known ?? (await snap.mounts(rec.id));
     for (const m of mounts) {
       if (m.type === 'bind') await this.#mounter.mount(m.source, target, 'bind', m.options);
       else await this.#mounter.mount(m.source, target, m.type, m.options);
@@ -822,13 +823,14 @@ export class ContainerService {
       leaveStdinOpen: rec.config.OpenStdin === true && rec.config.StdinOnce !== true, conmonLog: join(bundle, 'conmon.log'),
     };
     try {
+      const snap = this.#d.snapshotter();
+      if (!snap) throw internal('no snapshotter');
+      const snapMounts = await snap.mounts(id);
       // Directory operations on this path are synchronous (tens of microseconds each, against a
       // thread-pool round trip each while the client and the runtime compete for the CPU).
       mkdirSync(bundle, { recursive: true, mode: 0o700 });
       const rootfs = this.paths.rootfs(id);
       mkdirSync(rootfs, { recursive: true, mode: 0o755 });
-      const snap = this.#d.snapshotter();
-      if (!snap) throw internal('no snapshotter');
       // The rootfs is mounted on the host (bundle/rootfs), as Docker and Podman do: `docker cp`
       // into a running container then writes through a real path with the confined tar apply.
       // (runc can mount the overlay over "/" inside the container itself, which saves the mount
@@ -837,7 +839,7 @@ export class ContainerService {
       // that mode for containers that need no cp into them.) The mount, the slowest step here,
       // goes first; conmon's start-up, the network and the /etc files overlap it.
       const needHostRootfs = process.env.BERTH_ROOTFS_IN_RUNTIME !== '1' || (vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0));
-      mounted = needHostRootfs ? this.#mountRootfs(rec) : undefined;
+      mounted = needHostRootfs ? this.#mountRootfs(rec, snapMounts) : undefined;
       mounted?.catch(() => {}); // awaited below
       // A config.json of an earlier run must not be what a conmon let go by accident runs; the
       // log's directory must exist before conmon opens the log.
@@ -863,7 +865,6 @@ export class ContainerService {
       let rootMount: OciSpec['mounts'][number] | undefined;
       let rootPath = rootfs;
       let layers: string[];
-      const snapMounts = await snap.mounts(id);
       const m0 = snapMounts[0]!;
       if (m0.type === 'overlay') {
         const opt = (k: string) => m0.options.find((o) => o.startsWith(k + '='))?.slice(k.length + 1);
