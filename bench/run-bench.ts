@@ -227,7 +227,7 @@ perf timelines of exec/exit/write events; measured 2026-11-22, session 4):
   default, 16 in berthd) queued them behind record and snapshot fsyncs, several ms under load.
 - Client: \`bench/cli-bench.ts\` (see "CLI start-up") times the CLIs against an instant fake
   daemon. A bare \`node -e 0\` is 24-35 ms here, the docker CLI's whole run ~25 ms.
-- Podman's own time moves between ~170 and ~220 ms with the machine's load, and the ratio
+- Podman's own time moved between ~150 and ~220 ms in this session's runs, and the ratio
   with it: the runs are interleaved so each ratio compares like with like.
 
 ${R.detached.count} detached containers started one after another (\`run -d --network none busybox sleep 3600\`):
