@@ -40,7 +40,7 @@ import type { CreateBody, DockerConfig, HostConfig } from '../runtime/create-con
 import { strSlice } from '../runtime/create-config.ts';
 import { hostRlimits } from '../runtime/rlimits.ts';
 import { hostBoundingCaps } from '../runtime/capabilities.ts';
-import { readEtcFile, resolveUser, resolveUserFrom, resolveUserInLayers, type ResolvedUser } from '../runtime/user.ts';
+import { readUserDatabases, resolveUser, resolveUserFrom, resolveUserInLayers, type ResolvedUser } from '../runtime/user.ts';
 import { Cgroups } from '../runtime/cgroups.ts';
 import { Mounter } from '../runtime/mounter.ts';
 import { Spawner } from '../runtime/spawner.ts';
@@ -394,17 +394,19 @@ export class ContainerService {
       await this.#teardownFiles(id, 'runc').catch(() => {});
       await rm(this.paths.dir(id), { recursive: true, force: true });
     }
-    const recs = this.store.all();
-    const done = new Map<string, () => void>();
-    for (const rec of recs) this.#restoring.set(rec.id, new Promise<void>((resolve) => done.set(rec.id, resolve)));
-    for (const rec of recs) {
+    const recs = this.store.all().map((rec) => {
+      const gate = Promise.withResolvers<void>();
+      this.#restoring.set(rec.id, gate.promise);
+      return { rec, done: gate.resolve };
+    });
+    for (const { rec, done } of recs) {
       try {
         await this.#restoreOne(rec);
       } catch (err) {
         this.#d.log.error({ container: rec.id, err: errorMessage(err) }, 'restore failed');
       } finally {
         this.#restoring.delete(rec.id);
-        done.get(rec.id)!();
+        done();
       }
     }
   }
@@ -620,8 +622,12 @@ export class ContainerService {
     await this.#restoring.get(rec.id);
     return this.#locked(rec.id, async () => {
       const s = rec.state.status;
-      const ahead = s === 'created' ? await this.#takeAhead(rec) : undefined;
-      if (!ahead) await this.#dropAhead(rec.id);
+      // A task made ahead serves only a created container whose init and conmon still wait.
+      let ahead = await this.#detachAhead(rec.id);
+      if (ahead && !(s === 'created' && (await sameProcess(ahead.pid, ahead.pidStart)) && (await sameProcess(ahead.conmonPid, ahead.conmonStart)))) {
+        await this.#dropTask(rec, ahead);
+        ahead = undefined;
+      }
       if (s === 'running') return false;
       if (s === 'paused') throw failedPrecondition('cannot start a paused container, try unpause instead');
       if (s === 'removing' || s === 'dead' || s === 'creating') throw failedPrecondition(`container ${rec.id} is marked for removal and cannot be started`);
@@ -672,26 +678,18 @@ export class ContainerService {
     entry.timer.unref();
   }
 
-  /** The task created ahead for this start, if there is one and its init still waits. */
-  async #takeAhead(rec: ContainerRecord): Promise<CreatedTask | undefined> {
-    const entry = this.#ahead.get(rec.id);
-    if (!entry) return undefined;
-    this.#ahead.delete(rec.id);
+  /** Take the task created ahead for this container out of #ahead, once it is made (or failed). */
+  #detachAhead(id: string): Promise<CreatedTask | undefined> {
+    const entry = this.#ahead.get(id);
+    if (!entry) return Promise.resolve(undefined);
+    this.#ahead.delete(id);
     clearTimeout(entry.timer);
-    const task = await entry.done;
-    if (!task) return undefined;
-    if ((await sameProcess(task.pid, task.pidStart)) && (await sameProcess(task.conmonPid, task.conmonStart))) return task;
-    await this.#dropTask(rec, task);
-    return undefined;
+    return entry.done;
   }
 
   /** Undo the task created ahead of a start (under the container's lock). */
   async #dropAhead(id: string): Promise<void> {
-    const entry = this.#ahead.get(id);
-    if (!entry) return;
-    this.#ahead.delete(id);
-    clearTimeout(entry.timer);
-    const task = await entry.done;
+    const task = await this.#detachAhead(id);
     const rec = this.store.find(id);
     if (task && rec) await this.#dropTask(rec, task);
   }
@@ -838,7 +836,8 @@ export class ContainerService {
       // that calls realpath() on it lands on the host's root. BERTH_ROOTFS_IN_RUNTIME=1 enables
       // that mode for containers that need no cp into them.) The mount, the slowest step here,
       // goes first; conmon's start-up, the network and the /etc files overlap it.
-      const needHostRootfs = process.env.BERTH_ROOTFS_IN_RUNTIME !== '1' || (vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0));
+      const hasVolumes = vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0);
+      const needHostRootfs = process.env.BERTH_ROOTFS_IN_RUNTIME !== '1' || hasVolumes;
       mounted = needHostRootfs ? this.#mountRootfs(rec, snapMounts) : undefined;
       mounted?.catch(() => {}); // awaited below
       // A config.json of an earlier run must not be what a conmon let go by accident runs; the
@@ -860,8 +859,7 @@ export class ContainerService {
       }
       // --network none/host: berth writes the three /etc files itself, while the rootfs mounts.
       let files = { hostname: this.paths.etcFile(id, 'hostname'), hosts: this.paths.etcFile(id, 'hosts'), resolvConf: this.paths.etcFile(id, 'resolv.conf') };
-      const etcWritten = netSetUp ? undefined : this.#writeEtcFiles(rec, files);
-      etcWritten?.catch(() => {}); // awaited below
+      if (!netSetUp) this.#writeEtcFiles(rec, files);
       let rootMount: OciSpec['mounts'][number] | undefined;
       let rootPath = rootfs;
       let layers: string[];
@@ -878,9 +876,8 @@ export class ContainerService {
       // container of the same image serve, and the spec is then made while the rootfs mounts.
       const etcKey = opts.fresh && needHostRootfs && rec.imageTopChainId ? rec.imageTopChainId : undefined;
       const etc = etcKey ? this.#imageEtc.get(etcKey) : undefined;
-      // Volumes copy the image's content up from the mounted rootfs.
-      const volumesCopyUp = vols !== undefined && ((hc.Binds?.length ?? 0) > 0 || (hc.Mounts?.length ?? 0) > 0 || Object.keys(rec.config.Volumes ?? {}).length > 0);
-      if (!etc || volumesCopyUp) {
+      // (Volumes copy the image's content up from the mounted rootfs.)
+      if (!etc || hasVolumes) {
         await mounted;
         tr('mount');
       }
@@ -891,12 +888,12 @@ export class ContainerService {
       if (etc) {
         user = resolveUserFrom(rec.config.User ?? '', etc.passwd, etc.group, hc.GroupAdd ?? []);
       } else if (needHostRootfs) {
-        const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
+        const dbs = await readUserDatabases(rootfs);
         if (etcKey) {
           if (this.#imageEtc.size >= 64) this.#imageEtc.delete(this.#imageEtc.keys().next().value!);
-          this.#imageEtc.set(etcKey, { passwd, group });
+          this.#imageEtc.set(etcKey, dbs);
         }
-        user = resolveUserFrom(rec.config.User ?? '', passwd, group, hc.GroupAdd ?? []);
+        user = resolveUserFrom(rec.config.User ?? '', dbs.passwd, dbs.group, hc.GroupAdd ?? []);
       } else {
         user = await resolveUserInLayers(layers, rec.config.User ?? '', hc.GroupAdd ?? []);
       }
@@ -904,8 +901,6 @@ export class ContainerService {
       if (netSetUp) {
         sandbox = await netSetUp;
         files = { hostname: sandbox.hostnamePath, hosts: sandbox.hostsPath, resolvConf: sandbox.resolvConfPath };
-      } else {
-        await etcWritten;
       }
       // Entrypoint and Cmd were merged with the image's at create: the spec runs exactly those.
       tr('net');
@@ -968,7 +963,7 @@ export class ContainerService {
    * /etc/hostname, hosts and resolv.conf of a --network none or host container. Synchronous:
    * three small files on the start path, which the thread pool would queue behind fsyncs.
    */
-  async #writeEtcFiles(rec: ContainerRecord, files: { hostname: string; hosts: string; resolvConf: string }): Promise<void> {
+  #writeEtcFiles(rec: ContainerRecord, files: { hostname: string; hosts: string; resolvConf: string }): void {
     const hc = rec.hostConfig;
     const hostNet = hc.NetworkMode === 'host';
     const readHost = (p: string): string | undefined => {

@@ -4,6 +4,7 @@ import { open, rename, unlink, mkdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomHex } from './random-hex.ts';
 
+/** fsync a directory (or a file) by path. */
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {

@@ -130,9 +130,15 @@ export function resolveUserFrom(spec: string, passwdText: string, groupText: str
   return { uid, gid, additionalGids: [...extra].sort((a, b) => a - b), home };
 }
 
+/** rootfs/etc/passwd and rootfs/etc/group ('' when absent), as readEtcFile reads them. */
+export async function readUserDatabases(rootfs: string): Promise<{ passwd: string; group: string }> {
+  const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
+  return { passwd, group };
+}
+
 export async function resolveUser(rootfs: string, spec: string, groupAdd: readonly string[] = []): Promise<ResolvedUser> {
   // Read even for numeric ids: HOME and supplementary groups come from the databases.
-  const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
+  const { passwd, group } = await readUserDatabases(rootfs);
   return resolveUserFrom(spec, passwd, group, groupAdd);
 }
 

@@ -7,8 +7,8 @@
 // tmp/ debris, removed by init(). The daemon is the single writer; concurrency inside it is
 // handled with an in-process table of unpacks in flight and per-name locks.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsync as fsyncFd, lchownSync, mkdirSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { chmod, lchown, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { chmodSync, lchownSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -290,7 +290,9 @@ export class OverlaySnapshotter implements Snapshotter {
       if (parent !== undefined && !this.#committed.has(parent)) throw notFound(`parent snapshot ${parent} not found`);
       // Every container create waits for this: the directory operations are made synchronously
       // (tens of microseconds each, against a thread-pool round trip each), only the fsyncs go
-      // to the pool. The directory is published by one rename; load() discards an incomplete one.
+      // to the pool. The directory is published by one rename; until the fsyncs of meta.json, the
+      // directory and its parent are done a crash may leave it with a torn meta.json, which
+      // load() discards (nothing refers to it before prepare, or durable(), resolved).
       const tmp = join(this.#paths.tmp, `active-${randomBytes(8).toString('hex')}`);
       try {
         const fs = SnapshotPaths.fs(tmp);
@@ -300,27 +302,18 @@ export class OverlaySnapshotter implements Snapshotter {
         mkdirSync(SnapshotPaths.work(tmp), { mode: 0o700 });
         // The merged root takes the upper root's attributes: start from the image's.
         if (parent) copyRootAttrsSync(SnapshotPaths.fs(this.#paths.committed(parent)), fs);
-        const metaPath = SnapshotPaths.meta(tmp);
-        const fd = openSync(metaPath, 'wx', 0o600);
-        try {
-          writeFileSync(fd, JSON.stringify(meta, null, 2) + '\n');
-          if (!opts.syncLater) await fsyncOpen(fd);
-        } finally {
-          closeSync(fd);
-        }
-        renameSync(tmp, this.#paths.active(key));
+        writeFileSync(SnapshotPaths.meta(tmp), JSON.stringify(meta, null, 2) + '\n', { flag: 'wx', mode: 0o600 });
         const active = this.#paths.active(key);
+        renameSync(tmp, active);
+        const synced = Promise.all([fsyncDir(SnapshotPaths.meta(active)), fsyncDir(active), fsyncDir(this.#paths.activeDir)]).then(() => {});
         if (opts.syncLater) {
-          // The three fsyncs at once: until all are done a crash may leave the directory with a
-          // torn meta.json, which load() discards (nothing refers to it before durable()).
-          const synced = Promise.all([fsyncPath(SnapshotPaths.meta(active)), fsyncPath(active), fsyncPath(this.#paths.activeDir)]).then(() => {});
           const tracked = synced.finally(() => {
             if (this.#syncing.get(key) === tracked) this.#syncing.delete(key);
           });
           tracked.catch(() => {});
           this.#syncing.set(key, tracked);
         } else {
-          await Promise.all([fsyncPath(active), fsyncPath(this.#paths.activeDir)]);
+          await synced;
         }
         this.#active.set(key, meta);
       } catch (err) {
@@ -358,7 +351,7 @@ export class OverlaySnapshotter implements Snapshotter {
     return this.#locked(key, async () => {
       const meta = this.#active.get(key);
       if (!meta) throw notFound(`snapshot ${key} not found`);
-      await this.#syncing.get(key)?.catch(() => {});
+      await this.durable(key).catch(() => {});
       const dir = this.#paths.active(key);
       if (await isMountedUpper(SnapshotPaths.fs(dir))) throw failedPrecondition(`snapshot ${key} is mounted`);
       const existing = this.#committed.get(chainId);
@@ -397,7 +390,7 @@ export class OverlaySnapshotter implements Snapshotter {
       }
       const meta = this.#active.get(nameOrChainId);
       if (!meta) throw notFound(`snapshot ${nameOrChainId} not found`);
-      await this.#syncing.get(nameOrChainId)?.catch(() => {});
+      await this.durable(nameOrChainId).catch(() => {});
       const dir = this.#paths.active(nameOrChainId);
       if (await isMountedUpper(SnapshotPaths.fs(dir))) throw failedPrecondition(`snapshot ${nameOrChainId} is mounted`);
       this.#active.delete(nameOrChainId);
@@ -520,21 +513,6 @@ export async function diskUsage(dir: string): Promise<number> {
   };
   await walk(dir);
   return total;
-}
-
-/** fsync on the thread pool (the one step here that may take long). */
-function fsyncOpen(fd: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => fsyncFd(fd, (err) => (err ? reject(err) : resolve())));
-}
-
-/** fsync a directory (or file) by path: open and close in place, the fsync on the pool. */
-async function fsyncPath(path: string): Promise<void> {
-  const fd = openSync(path, 'r');
-  try {
-    await fsyncOpen(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function copyRootAttrsSync(from: string, to: string): void {
