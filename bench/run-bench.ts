@@ -227,8 +227,22 @@ perf timelines of exec/exit/write events; measured 2026-11-22, session 4):
   default, 16 in berthd) queued them behind record and snapshot fsyncs, several ms under load.
 - Client: \`bench/cli-bench.ts\` (see "CLI start-up") times the CLIs against an instant fake
   daemon. A bare \`node -e 0\` is 24-35 ms here, the docker CLI's whole run ~25 ms.
-- Podman's own time moved between ~150 and ~220 ms in this session's runs, and the ratio
-  with it: the runs are interleaved so each ratio compares like with like.
+- Podman's own time moved between ~150 and ~220 ms in session 4's runs (195 ms in session 5's),
+  and the ratio with it: the runs are interleaved so each ratio compares like with like.
+
+Measured in session 5 (2026-11-22) and not adopted:
+- The order of the seccomp profile's names (alphabetical as Docker's, or by syscall number up or
+  down): \`runc run\` 52.5 / 51.8 / 51.5 ms in 30 interleaved runs each, noise. Without the x32
+  sub-architecture it was 4 ms faster and without seccomp 12 ms; Docker's and podman's default
+  profiles both cover x86-64, x86 and x32, so berth's does too.
+- runc run from a sealed memfd copy of itself (runc init then skips its re-exec through a
+  read-only bind mount of /proc/self/exe, CVE-2019-5736's guard): 37.4 against 38.1 ms, noise.
+- \`runc create\` alone 46-49 ms and through conmon (to its pid file) 53 ms, conmon's start
+  included, which berthd overlaps with the mount: conmon itself is not the cost.
+- The CLI sending its \`HEAD /_ping\` before loading the bundle (the answer handed to the
+  client): 122.3 against 120.2 ms over 150 alternating runs against berthd, slower.
+- A V8 startup snapshot for the CLI (again): even an empty user snapshot starts ~9 ms slower than
+  Node's built-in one (a 6 MB blob read from disk).
 
 ${R.detached.count} detached containers started one after another (\`run -d --network none busybox sleep 3600\`):
 berth ${R.detached.berthSeconds.toFixed(1)} s, podman ${R.detached.podmanSeconds.toFixed(1)} s.
